@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv and install neuronshapley with its test dependencies (offline-friendly: CPU torch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+. .venv/bin/activate
+quiet_pip() {  # pip, without the noise of unused local index folders; fails when pip fails
+  python -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+  return "${PIPESTATUS[0]}"
+}
+quiet_pip --upgrade pip || true
+# torch first, pinned to the CPU build, so nothing later pulls a CUDA build.
+quiet_pip "torch==2.13.0"
+quiet_pip -e ".[${NEURONSHAPLEY_EXTRAS:-dev}]"
+python -c "import neuronshapley, torch; print('neuronshapley', neuronshapley.__version__, '| torch', torch.__version__)"

@@ -1,0 +1,282 @@
+"""A small CNN on scikit-learn's bundled ``load_digits`` (8x8 grayscale, 10 classes).
+
+Used by the demo and the tests: it trains in a few seconds on one CPU thread, has
+80 conv filters with readable ids (``features.0``, ``features.2``, ``features.5``),
+and needs no download.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from torch import nn
+
+__all__ = [
+    "DigitsCNN",
+    "DigitsData",
+    "accuracy",
+    "default_cache_dir",
+    "load_digits_split",
+    "pretrained_digits_cnn",
+    "train_digits_cnn",
+]
+
+#: Default number of training epochs for :func:`train_digits_cnn`.
+DEFAULT_EPOCHS = 20
+#: Default Adam learning rate for :func:`train_digits_cnn`.
+DEFAULT_LR = 3e-3
+#: Default minibatch size for :func:`train_digits_cnn`.
+DEFAULT_BATCH_SIZE = 32
+# Bump when the training recipe changes so stale caches are not reused.
+_CACHE_VERSION = 1
+
+
+class DigitsCNN(nn.Module):
+    """Three-conv CNN for 8x8 digits.
+
+    Layout (module ids in brackets)::
+
+        features   [features]   Conv(1->c1) [0], ReLU, Conv(c1->c2) [2], ReLU, MaxPool2 [4],
+                                Conv(c2->c3) [5], ReLU, MaxPool2 [7]
+        classifier [classifier] Flatten, Linear(c3*2*2 -> hidden) [1], ReLU, Linear(hidden -> 10)
+
+    With the defaults ``channels=(16, 32, 32)`` there are 80 conv filters.
+    Input ``(N, 1, 8, 8)`` float in ``[0, 1]``; output logits ``(N, 10)``.
+    """
+
+    #: Qualified names of the conv layers, in forward order.
+    conv_layer_names: tuple[str, str, str] = ("features.0", "features.2", "features.5")
+
+    def __init__(
+        self,
+        channels: tuple[int, int, int] = (16, 32, 32),
+        hidden: int = 64,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 3 or min(channels) < 1 or hidden < 1:
+            raise ValueError(f"bad widths: channels={channels!r}, hidden={hidden!r}")
+        c1, c2, c3 = (int(c) for c in channels)
+        self.channels: tuple[int, int, int] = (c1, c2, c3)
+        self.hidden = int(hidden)
+        self.num_classes = int(num_classes)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c3 * 2 * 2, self.hidden),
+            nn.ReLU(),
+            nn.Linear(self.hidden, self.num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 8, 8)`` images -> ``(N, num_classes)`` logits."""
+        return self.classifier(self.features(x))
+
+    @property
+    def arch_id(self) -> str:
+        """Short string naming the architecture, e.g. ``"c16-32-32_h64_k10"``."""
+        c1, c2, c3 = self.channels
+        return f"c{c1}-{c2}-{c3}_h{self.hidden}_k{self.num_classes}"
+
+    def num_conv_filters(self) -> int:
+        """Total number of output channels over all conv layers."""
+        return sum(m.out_channels for m in self.modules() if isinstance(m, nn.Conv2d))
+
+
+@dataclass(frozen=True)
+class DigitsData:
+    """Train/test split of the digits data.
+
+    ``x_*``: float32 ``(N, 1, 8, 8)`` in ``[0, 1]``; ``y_*``: int64 ``(N,)`` labels 0..9.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (10)."""
+        return 10
+
+
+def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> DigitsData:
+    """Deterministic stratified split of scikit-learn's digits (1797 images).
+
+    Pixel values (0..16) are divided by 16. Same ``seed`` -> same split.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
+    y = torch.as_tensor(bunch.target, dtype=torch.int64)
+    idx = torch.arange(len(y)).numpy()
+    idx_train, idx_test = train_test_split(
+        idx, test_size=test_fraction, random_state=seed, stratify=y.numpy()
+    )
+    tr = torch.as_tensor(idx_train)
+    te = torch.as_tensor(idx_test)
+    return DigitsData(
+        x_train=x[tr].contiguous(),
+        y_train=y[tr].contiguous(),
+        x_test=x[te].contiguous(),
+        y_test=y[te].contiguous(),
+    )
+
+
+@contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set ``torch.set_num_threads`` (no-op for ``None``)."""
+    if num_threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on ``x`` ``(N, 1, 8, 8)`` with labels ``y`` ``(N,)``."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(y), 1)
+
+
+def train_digits_cnn(
+    data: DigitsData,
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
+    lr: float = DEFAULT_LR,
+    num_threads: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    channels_last: bool = True,
+    channels: tuple[int, int, int] = (16, 32, 32),
+    hidden: int = 64,
+) -> DigitsCNN:
+    """Train a :class:`DigitsCNN` with Adam on ``data.x_train`` / ``data.y_train``.
+
+    Deterministic for a given ``seed`` (and thread count). ``channels_last`` speeds
+    up CPU training; the returned model is converted back to the default memory
+    format and put in eval mode. ``channels`` / ``hidden`` set the widths.
+    """
+    with _torch_threads(num_threads):
+        torch.manual_seed(seed)
+        model = DigitsCNN(channels=channels, hidden=hidden)
+        gen = torch.Generator().manual_seed(seed)
+        x, y = data.x_train, data.y_train
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        loss_fn = nn.CrossEntropyLoss()
+        model.train()
+        n = len(y)
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=gen)
+            for i in range(0, n, batch_size):
+                b = perm[i : i + batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss_fn(model(x[b]), y[b]).backward()
+                opt.step()
+        model = model.to(memory_format=torch.contiguous_format)
+    return model.eval()
+
+
+def default_cache_dir() -> Path:
+    """``$NEURONSHAPLEY_CACHE`` if set, else ``~/.cache/neuronshapley``."""
+    env = os.environ.get("NEURONSHAPLEY_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronshapley"
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write via ``write(fileobj)`` to a temp file in ``path.parent``, then ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pretrained_digits_cnn(
+    cache_dir: str | os.PathLike[str] | None = None, seed: int = 0
+) -> tuple[DigitsCNN, DigitsData]:
+    """Default :class:`DigitsCNN` trained on ``load_digits_split(seed)``, cached on disk.
+
+    The first call trains (a few seconds) and writes ``<key>.pt`` (state dict) and
+    ``<key>.json`` (test accuracy, settings) into ``cache_dir`` (default
+    :func:`default_cache_dir`); later calls load the weights. ``seed`` sets both the
+    split and the training. Returns ``(model in eval mode, data)``.
+    """
+    data = load_digits_split(seed=seed)
+    model = DigitsCNN()
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    key = f"digits_cnn_{model.arch_id}_seed{seed}_v{_CACHE_VERSION}"
+    weights_path = root / f"{key}.pt"
+    meta_path = root / f"{key}.json"
+
+    if weights_path.is_file():
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+            return model.eval(), data
+        except Exception:  # corrupt / incompatible cache entry: retrain below
+            pass
+
+    t0 = time.perf_counter()
+    model = train_digits_cnn(data, seed=seed)
+    train_seconds = time.perf_counter() - t0
+    meta = {
+        "arch": model.arch_id,
+        "seed": seed,
+        "test_fraction": 0.2,
+        "epochs": DEFAULT_EPOCHS,
+        "lr": DEFAULT_LR,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "optimizer": "Adam",
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "train_accuracy": accuracy(model, data.x_train, data.y_train),
+        "train_seconds": round(train_seconds, 3),
+        "torch_version": torch.__version__,
+        "cache_version": _CACHE_VERSION,
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Metadata first: a present weights file then always has its JSON beside it.
+    _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    _atomic_write(weights_path, lambda f: torch.save(state, f))
+    return model.eval(), data

@@ -25,7 +25,7 @@ _OPTIONS: dict[str, set[str]] = {
     "truncated": {"max_evaluations", "n_permutations", "max_time", "confidence", "chunk",
                   "progress", "truncation_tolerance", "truncation_patience", "truncation_fill"},
     "tmab": {"k", "delta", "epsilon", "value_range", "max_evaluations", "max_time",
-             "min_samples", "output", "chunk", "progress", "truncation_tolerance",
+             "min_samples", "output", "chunk", "progress", "sampling", "rule", "truncation_tolerance",
              "truncation_patience", "truncation_fill", "truncation"},
 }
 
@@ -76,7 +76,11 @@ def estimate(
             decided), ``value_range`` (range of one marginal; default: the widest observed),
             ``max_evaluations`` (default 2000 * n), ``max_time``, ``min_samples`` (3),
             ``output`` (which output of a vector game the bandit ranks; 0), ``truncation``
-            (False for none).
+            (False for none), ``sampling`` ("walk": the paper's permutation walks only;
+            "direct": each player's marginal at its own random position; "auto": whichever
+            costs fewer evaluations per marginal, the default), ``rule`` ("paper": play
+            goes on while an interval contains the k-th value; "separation": until every
+            top-k interval clears every outsider's, the default).
     Returns:
         a :class:`ShapleyResult`.
     """
@@ -162,13 +166,14 @@ def estimate(
             outcome = tmab_shapley(
                 sampler, k, delta, epsilon, options.get("value_range"), max_evals, max_time,
                 int(options.get("min_samples", 3)), output, report,
+                str(options.get("sampling", "auto")), str(options.get("rule", "separation")),
             )
         finally:
             close()
         stats, hw = outcome.stats, outcome.halfwidth
         params.update(k=k, delta=delta, epsilon=epsilon, max_evaluations=max_evals)
         info.update(converged=outcome.converged, undecided=int(outcome.active.sum()),
-                    value_range=outcome.value_range)
+                    direct_rounds=outcome.direct_rounds)
     if truncation is not None:
         params.update(truncation_tolerance=truncation.tolerance,
                       truncation_patience=truncation.patience, truncation_fill=truncation.fill)

@@ -74,3 +74,42 @@ class WalkSampler:
         self.walks += 1
         self.truncated_walks += outcome.truncated_at is not None
         return perm, outcome
+
+    def direct(self, players: np.ndarray) -> np.ndarray:
+        """One marginal for each of ``players`` at its own uniform random position.
+
+        For player ``i`` a position ``p`` is drawn uniformly from 0..n-1 and ``p`` other
+        players are removed at random: the marginal is ``V(S) - V(S - i)``, distributed like
+        ``i``'s marginal in a uniform permutation walk. With truncation, a dead ``S`` (the
+        walk's dead rule with patience 1) gives 0 without evaluating ``S - i``.
+        Returns marginals (len(players), d); costs one or two evaluations per player.
+        """
+        if self.resamples:
+            self.game.new_walk(self.rng)  # type: ignore[attr-defined]
+            self._ends()
+        n, m = self.n, len(players)
+        if m == 0:
+            return np.zeros((0, self.output_dim))
+        keys = self.rng.random((m, n))
+        keys[np.arange(m), players] = np.inf  # player i itself is never among the removed
+        removed_before = self.rng.integers(0, n, size=m)  # position of i in the walk
+        order = np.argsort(keys, axis=1)
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(n)[None, :], axis=1)
+        before = ranks >= removed_before[:, None]  # keep all but the first p in key order
+        after = before.copy()
+        after[np.arange(m), players] = False
+        if self.truncation is None:
+            v = as_2d(self.game(np.concatenate([before, after])))
+            self.evaluations += 2 * m
+            return v[:m] - v[m:]
+        v_before = as_2d(self.game(before))
+        self.evaluations += m
+        scale = np.abs(self.v_full - self.v_null)
+        dead = np.all(np.abs(v_before - self.v_null) <= self.truncation.tolerance * scale, axis=1)
+        out = np.zeros_like(v_before)
+        live = np.flatnonzero(~dead)
+        if live.size:
+            out[live] = v_before[live] - as_2d(self.game(after[live]))
+            self.evaluations += live.size
+        return out

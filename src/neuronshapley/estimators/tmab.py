@@ -1,8 +1,11 @@
 """TMAB-Shapley (Ghorbani & Zou 2020, Alg. 1): truncated walks + a top-k bandit.
 
-Every walk gives each player still "in play" one marginal; a player leaves play once its
-empirical-Bernstein interval excludes the current k-th largest value, or is narrower than
-``epsilon``. Walks stop after the last player in play, so late in the run they are short.
+Every round gives each player still "in play" one marginal; a player leaves play once its
+empirical-Bernstein interval settles whether it is in the top-k (see ``_undecided``), or is
+narrower than ``epsilon``. Walks stop after the last player in play. Late in a run, when few players are
+in play, a whole walk costs many evaluations per marginal; ``sampling="auto"`` then draws
+each player's marginal at its own random position instead (one or two evaluations each,
+same distribution), whichever has been cheaper per marginal so far.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from .bounds import bernstein_halfwidth
 from .sampler import WalkSampler
 from .stats import RunningStats
 
+SAMPLINGS = ("auto", "walk", "direct")
+RULES = ("separation", "paper")
+
 
 @dataclass
 class BanditOutcome:
@@ -24,11 +30,48 @@ class BanditOutcome:
     halfwidth: np.ndarray  # (n, d)
     active: np.ndarray  # (n,) bool: still undecided at the end
     converged: bool
-    value_range: float
+    direct_rounds: int
 
 
-def _kth_largest(values: np.ndarray, k: int) -> float:
-    return float(np.partition(values, len(values) - k)[len(values) - k])
+def _undecided(mean: np.ndarray, width: np.ndarray, k: int, rule: str) -> np.ndarray:
+    """Players whose membership of the top-k is not yet settled by their intervals.
+
+    ``"paper"``: the interval still contains the current k-th largest mean (so the k-th
+    player itself only leaves through ``epsilon``). ``"separation"``: a current top-k player
+    is settled once its lower bound clears every outsider's upper bound, an outsider once
+    its upper bound is below every top-k lower bound.
+    """
+    n = len(mean)
+    order = np.argsort(-mean, kind="stable")
+    if rule == "paper":
+        kth = mean[order[k - 1]]
+        return (mean - width < kth) & (mean + width > kth)
+    if k == n:
+        return np.zeros(n, dtype=bool)
+    inside = np.zeros(n, dtype=bool)
+    inside[order[:k]] = True
+    lower, upper = mean - width, mean + width
+    best_outside_upper = upper[~inside].max()
+    worst_inside_lower = lower[inside].min()
+    return np.where(inside, lower <= best_outside_upper, upper >= worst_inside_lower)
+
+
+class _Ranges:
+    """Observed range of each player's marginals (primary output); ``fixed`` overrides."""
+
+    def __init__(self, n: int, fixed: float | None) -> None:
+        self.lo = np.full(n, np.inf)
+        self.hi = np.full(n, -np.inf)
+        self.fixed = fixed
+
+    def update(self, players: np.ndarray, x: np.ndarray) -> None:
+        np.minimum.at(self.lo, players, x)
+        np.maximum.at(self.hi, players, x)
+
+    def get(self) -> np.ndarray | float:
+        if self.fixed is not None:
+            return self.fixed
+        return np.where(np.isfinite(self.hi), self.hi - self.lo, 0.0)[:, None]
 
 
 def tmab_shapley(
@@ -42,39 +85,70 @@ def tmab_shapley(
     min_samples: int,
     output: int,
     report: ProgressFn,
+    sampling: str = "auto",
+    rule: str = "separation",
 ) -> BanditOutcome:
     """Run the bandit until the top-k is separated or a budget runs out.
 
-    Bounds hold with probability >= 1 - delta jointly over players (union bound: each
-    player's interval uses delta / n). The range ``R`` of the marginals is ``value_range``
-    when given, otherwise the widest range observed so far over all players.
+    Each player's interval uses ``delta / n`` (union bound over players). The range ``R``
+    in the Bernstein bound is ``value_range`` when given, otherwise the player's observed
+    range of marginals (an empirical choice: a rare large marginal not yet seen is not
+    accounted for; ``min_samples`` guards the first rounds).
     """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     n = sampler.n
     stats = RunningStats(n, sampler.output_dim)
+    ranges = _Ranges(n, value_range)
     active = np.ones(n, dtype=bool)
-    lo, hi = np.inf, -np.inf
     start = time.perf_counter()
     hw = np.full((n, stats.mean.shape[1]), np.inf)
     per_player_delta = delta / n
+    walk_cost = walk_samples = 0
+    direct_cost = direct_samples = direct_rounds = 0
     while active.any():
         if max_evaluations is not None and sampler.evaluations >= max_evaluations:
             break
         if max_time is not None and time.perf_counter() - start >= max_time:
             break
-        perm, outcome = sampler.walk(active)
-        visited = perm[: len(outcome.marginals)]
-        keep = active[visited]
-        stats.update(visited[keep], outcome.marginals[keep])
-        prim = outcome.marginals[keep, output]
-        if prim.size:
-            lo, hi = min(lo, float(prim.min())), max(hi, float(prim.max()))
-        r = value_range if value_range is not None else max(hi - lo, 0.0)
-        hw = bernstein_halfwidth(stats.variance(), stats.count, r, per_player_delta)
+        ids = np.flatnonzero(active)
+        before = sampler.evaluations
+        if _use_direct(sampling, walk_cost, walk_samples, direct_cost, direct_samples):
+            # several marginals per player when few are in play: fuller batches
+            reps = max(1, sampler.chunk // (2 * len(ids)))
+            marg = sampler.direct(np.tile(ids, reps))
+            ids = np.tile(ids, reps)
+            direct_cost += sampler.evaluations - before
+            direct_samples += len(ids)
+            direct_rounds += 1
+        else:
+            perm, outcome = sampler.walk(active)
+            visited = perm[: len(outcome.marginals)]
+            keep = active[visited]
+            ids, marg = visited[keep], outcome.marginals[keep]
+            walk_cost, walk_samples = sampler.evaluations - before, len(ids)  # last walk
+        width_ = len(np.unique(ids))
+        for r0 in range(0, len(ids), width_):  # stats updates take each player once
+            stats.update(ids[r0 : r0 + width_], marg[r0 : r0 + width_])
+        ranges.update(ids, marg[:, output])
+        hw = bernstein_halfwidth(stats.variance(), stats.count, ranges.get(), per_player_delta)
         mean, width = stats.mean[:, output], hw[:, output]
-        kth = _kth_largest(mean, k)
-        undecided = (mean - width < kth) & (mean + width > kth)
+        undecided = _undecided(mean, width, k, rule)
         active = (undecided & (width > epsilon)) | (stats.count < min_samples)
         report({"evaluations": sampler.evaluations, "walks": sampler.walks,
                 "active": int(active.sum())})
-    r = value_range if value_range is not None else max(hi - lo, 0.0)
-    return BanditOutcome(stats, hw, active, not active.any(), r)
+    return BanditOutcome(stats, hw, active, not active.any(), direct_rounds)
+
+
+def _use_direct(
+    sampling: str, walk_cost: int, walk_samples: int, direct_cost: int, direct_samples: int
+) -> bool:
+    if sampling != "auto":
+        return sampling == "direct"
+    if walk_samples == 0:
+        return False
+    if direct_samples == 0:
+        return walk_cost / walk_samples > 2.0
+    return direct_cost / direct_samples < walk_cost / walk_samples

@@ -1,0 +1,120 @@
+"""Estimators against closed-form Shapley values (not against themselves)."""
+
+import numpy as np
+import pytest
+
+import neuronshapley as ns
+from neuronshapley.games import (
+    AdditiveGame,
+    NoisyGame,
+    UnanimityGame,
+    WeightedThresholdGame,
+)
+
+
+def _games_small():
+    rng = np.random.default_rng(0)
+    return [
+        AdditiveGame(rng.normal(size=8)),
+        UnanimityGame.random(8, n_terms=12, max_size=4, rng=rng),
+        WeightedThresholdGame.voting([5, 4, 3, 2, 2, 1, 1, 1], quota=10),
+    ]
+
+
+@pytest.mark.parametrize("game", _games_small(), ids=["additive", "unanimity", "voting"])
+def test_exact_enumeration_matches_closed_form(game):
+    res = ns.estimate(game, method="exact")
+    np.testing.assert_allclose(res.values, game.shapley_values(), atol=1e-12)
+    assert res.evaluations == 2**8
+
+
+def test_exact_refuses_large_games_with_advice():
+    with pytest.raises(ValueError, match="use method='tmab'"):
+        ns.estimate(AdditiveGame(np.ones(30)), method="exact")
+
+
+@pytest.mark.parametrize("method", ["permutation", "truncated"])
+def test_monte_carlo_intervals_cover_the_truth(method):
+    game = UnanimityGame.random(40, n_terms=60, max_size=6, rng=np.random.default_rng(1))
+    truth = game.shapley_values()
+    options = {"truncation_tolerance": 0.0} if method == "truncated" else {}
+    res = ns.estimate(game, method=method, n_permutations=400, seed=3, **options)
+    covered = np.mean((res.ci_low <= truth) & (truth <= res.ci_high))
+    assert covered >= 0.85  # nominal 0.95 per player
+    assert np.abs(res.values - truth).max() < 0.2 * np.abs(truth).max()
+    # every walk's marginals sum to V(N) - V(empty): efficiency holds exactly
+    ends = game(np.array([[True] * 40, [False] * 40]))
+    assert res.values.sum() == pytest.approx(ends[0] - ends[1], abs=1e-9)
+
+
+def test_truncation_share_keeps_efficiency_and_zero_fill_loses_it():
+    game = WeightedThresholdGame.neuron_like(60, rng=np.random.default_rng(2))
+    ends = game(np.array([[True] * 60, [False] * 60]))
+    span = ends[0] - ends[1]
+    share = ns.estimate(game, method="truncated", n_permutations=100, seed=0,
+                        truncation_fill="share")
+    zero = ns.estimate(game, method="truncated", n_permutations=100, seed=0)
+    assert share.values.sum() == pytest.approx(span, abs=1e-9)
+    assert zero.info["truncated_walks"] > 0
+    assert zero.values.sum() < span - 1e-6
+
+
+def test_vector_game_gets_one_value_per_output():
+    w = np.random.default_rng(4).normal(size=(10, 3))
+    game = AdditiveGame(w)
+    res = ns.estimate(game, method="permutation", n_permutations=5)
+    assert res.values.shape == (10, 3)
+    np.testing.assert_allclose(res.values, w, atol=1e-12)  # additive: every marginal is w_i
+    assert res.output(2).values.shape == (10,)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tmab_finds_the_true_top_k_with_the_claimed_confidence(seed):
+    """Separated top-k on a noisy neuron-like game: TMAB claims it with delta=0.05.
+
+    Six seeds each must be right; with a failure rate <= 0.05 per run, all six pass with
+    probability >= 0.73 even at the bound, and the bound is conservative in practice.
+    """
+    inner = WeightedThresholdGame.neuron_like(80, rng=np.random.default_rng(10))
+    game = NoisyGame(inner, noise_std=0.01, rng=np.random.default_rng(100 + seed))
+    truth = inner.shapley_values()
+    k = 2  # values: 0.109, 0.088 | 0.033, 0.032, ...
+    res = ns.estimate(game, method="tmab", k=k, delta=0.05, seed=seed, truncation=False,
+                      epsilon=1e-4, max_evaluations=400_000)
+    assert res.info["converged"]
+    assert set(np.argsort(-res.values)[:k]) == set(np.argsort(-truth)[:k])
+
+
+def test_tmab_spends_samples_on_the_boundary_not_everywhere():
+    game = WeightedThresholdGame.neuron_like(120, rng=np.random.default_rng(3))
+    res = ns.estimate(game, method="tmab", k=5, seed=0)
+    assert res.info["converged"]
+    # undecided players near the k-th value are sampled far more than clear losers
+    order = np.argsort(-game.shapley_values())
+    assert res.samples[order[:8]].mean() > 3 * res.samples[order[-40:]].mean()
+
+
+def test_same_seed_same_result_different_seed_different():
+    game = UnanimityGame.random(30, n_terms=40, max_size=5, rng=np.random.default_rng(5))
+    for method in ("permutation", "truncated", "tmab"):
+        a = ns.estimate(game, method=method, seed=7, max_evaluations=3000)
+        b = ns.estimate(game, method=method, seed=7, max_evaluations=3000)
+        c = ns.estimate(game, method=method, seed=8, max_evaluations=3000)
+        np.testing.assert_array_equal(a.values, b.values)
+        assert not np.array_equal(a.values, c.values), method
+
+
+def test_bad_options_are_specific():
+    game = AdditiveGame(np.ones(5))
+    with pytest.raises(ValueError, match="unknown method"):
+        ns.estimate(game, method="kernel")
+    with pytest.raises(TypeError, match="takes no option"):
+        ns.estimate(game, method="permutation", k=3)
+    with pytest.raises(ValueError, match="k must be in 1..5"):
+        ns.estimate(game, method="tmab", k=6)
+    with pytest.raises(ValueError, match="delta"):
+        ns.estimate(game, method="tmab", delta=1.5)
+    with pytest.raises(ValueError, match="n_players is required"):
+        ns.estimate(lambda m: m.sum(1))
+    with pytest.raises(ValueError, match="n_players=5 columns"):
+        ns.estimate(game, n_players=4, method="exact")

@@ -25,8 +25,8 @@ _OPTIONS: dict[str, set[str]] = {
     "truncated": {"max_evaluations", "n_permutations", "max_time", "confidence", "chunk",
                   "progress", "truncation_tolerance", "truncation_patience", "truncation_fill"},
     "tmab": {"k", "delta", "epsilon", "value_range", "max_evaluations", "max_time",
-             "min_samples", "output", "chunk", "progress", "sampling", "rule", "truncation_tolerance",
-             "truncation_patience", "truncation_fill", "truncation"},
+             "min_samples", "output", "chunk", "progress", "sampling", "rule",
+             "truncation_tolerance", "truncation_patience", "truncation_fill", "truncation"},
 }
 
 

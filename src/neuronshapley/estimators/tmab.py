@@ -2,10 +2,10 @@
 
 Every round gives each player still "in play" one marginal; a player leaves play once its
 empirical-Bernstein interval settles whether it is in the top-k (see ``_undecided``), or is
-narrower than ``epsilon``. Walks stop after the last player in play. Late in a run, when few players are
-in play, a whole walk costs many evaluations per marginal; ``sampling="auto"`` then draws
-each player's marginal at its own random position instead (one or two evaluations each,
-same distribution), whichever has been cheaper per marginal so far.
+narrower than ``epsilon``. Walks stop after the last player in play. Late in a run, when
+few players are in play, a whole walk costs many evaluations per marginal;
+``sampling="auto"`` then draws each player's marginal at its own random position instead
+(one or two evaluations each, same distribution), whichever has been cheaper per marginal.
 """
 
 from __future__ import annotations

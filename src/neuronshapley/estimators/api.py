@@ -21,12 +21,14 @@ METHODS = ("exact", "permutation", "truncated", "tmab")
 _OPTIONS: dict[str, set[str]] = {
     "exact": {"chunk"},
     "permutation": {"max_evaluations", "n_permutations", "max_time", "confidence", "chunk",
-                    "progress"},
+                    "progress", "strata"},
     "truncated": {"max_evaluations", "n_permutations", "max_time", "confidence", "chunk",
-                  "progress", "truncation_tolerance", "truncation_patience", "truncation_fill"},
+                  "progress", "truncation_tolerance", "truncation_patience", "truncation_fill",
+                  "truncation_keep", "strata"},
     "tmab": {"k", "delta", "epsilon", "value_range", "max_evaluations", "max_time",
-             "min_samples", "output", "chunk", "progress", "sampling", "rule",
-             "truncation_tolerance", "truncation_patience", "truncation_fill", "truncation"},
+             "min_samples", "output", "chunk", "progress", "sampling", "rule", "adaptive", "bound",
+             "truncation_tolerance", "truncation_patience", "truncation_fill", "truncation",
+             "truncation_keep", "strata"},
 }
 
 
@@ -70,7 +72,11 @@ def estimate(
             intervals), ``chunk`` (walk steps per game call), ``progress`` (True or callable).
             truncated and tmab: ``truncation_tolerance`` (0.05 of ``|V(N) - V(empty)|``),
             ``truncation_patience`` (3 dead steps in a row), ``truncation_fill`` ("zero" as in
-            the paper, or "share": the value left is split over the skipped players).
+            the paper; "share": the value left is split over the skipped players; "roulette":
+            unbiased, the walk goes on past the dead point with probability
+            ``truncation_keep`` (0.1) and those marginals are divided by it).
+            all walk methods: ``strata`` (1): position-stratified blocks of walks (see
+            ``WalkSampler``); unbiased, lower variance when marginals depend on position.
             tmab: ``k`` (min(10, n)), ``delta`` (0.05, failure probability over all players),
             ``epsilon`` (0.005 * |V(N) - V(empty)|: intervals narrower than this count as
             decided), ``value_range`` (range of one marginal; default: the widest observed),
@@ -80,7 +86,10 @@ def estimate(
             "direct": each player's marginal at its own random position; "auto": whichever
             costs fewer evaluations per marginal, the default), ``rule`` ("paper": play
             goes on while an interval contains the k-th value; "separation": until every
-            top-k interval clears every outsider's, the default).
+            top-k interval clears every outsider's, the default), ``adaptive`` (False: sample
+            every player on every walk, keeping the stopping rule: certified plain MC),
+            ``bound`` ("bernstein": empirical Bernstein with the widest observed range, the
+            default; "normal": normal approximation, tighter, valid for many samples).
     Returns:
         a :class:`ShapleyResult`.
     """
@@ -123,8 +132,10 @@ def estimate(
             float(options.get("truncation_tolerance", 0.05)),
             int(options.get("truncation_patience", 3)),
             str(options.get("truncation_fill", "zero")),
+            float(options.get("truncation_keep", 0.1)),
         )
-    sampler = WalkSampler(game, n, rng, truncation, options.get("chunk"))
+    sampler = WalkSampler(game, n, rng, truncation, options.get("chunk"),
+                          int(options.get("strata", 1)))
     d = sampler.output_dim
     max_time = options.get("max_time")
     progress: bool | ProgressFn | None = options.get("progress")
@@ -167,6 +178,7 @@ def estimate(
                 sampler, k, delta, epsilon, options.get("value_range"), max_evals, max_time,
                 int(options.get("min_samples", 3)), output, report,
                 str(options.get("sampling", "auto")), str(options.get("rule", "separation")),
+                bool(options.get("adaptive", True)), str(options.get("bound", "bernstein")),
             )
         finally:
             close()
@@ -176,7 +188,8 @@ def estimate(
                     direct_rounds=outcome.direct_rounds)
     if truncation is not None:
         params.update(truncation_tolerance=truncation.tolerance,
-                      truncation_patience=truncation.patience, truncation_fill=truncation.fill)
+                      truncation_patience=truncation.patience, truncation_fill=truncation.fill,
+                      truncation_keep=truncation.keep)
     info.update(walks=sampler.walks, truncated_walks=sampler.truncated_walks,
                 v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist())
     mean = stats.mean

@@ -14,6 +14,14 @@ class WalkSampler:
 
     ``V(N)`` and ``V(empty)`` are evaluated once, or before every walk when the game draws
     a fresh data batch per walk (it has a ``new_walk(rng)`` method).
+
+    With ``strata = m > 1`` walks come in blocks of ``m``: players are split at random into
+    ``m`` equal groups, and in the ``w``-th walk of a block group ``g`` is removed in
+    position stratum ``(g + shift_w) mod m`` (in random order inside the stratum), with the
+    shifts a random permutation of ``0..m-1``. Every walk is
+    still a uniform random permutation, so every marginal stays unbiased, but over a block
+    each player visits every stratum of positions once: the part of the variance that comes
+    from *where* in the walk a player is removed cancels out.
     """
 
     def __init__(
@@ -23,8 +31,15 @@ class WalkSampler:
         rng: np.random.Generator,
         truncation: Truncation | None = None,
         chunk: int | None = None,
+        strata: int = 1,
     ) -> None:
+        if strata < 1:
+            raise ValueError(f"strata must be >= 1, got {strata}")
         self.game = game
+        self.strata = min(int(strata), n)
+        self._labels = np.zeros(n, dtype=np.int64)
+        self._shifts = np.zeros(1, dtype=np.int64)
+        self._block_pos = 0
         self.n = n
         self.rng = rng
         self.truncation = truncation
@@ -61,19 +76,30 @@ class WalkSampler:
         if self.resamples:
             self.game.new_walk(self.rng)  # type: ignore[attr-defined]
             self._ends()
-        perm = self.rng.permutation(self.n)
+        perm = self._permutation()
         if active is None:
             stop_at = self.n
         else:
             on = np.flatnonzero(active[perm])
             stop_at = int(on[-1]) + 1 if on.size else 0
         outcome = run_walk(
-            self.game, perm, stop_at, self.v_full, self.v_null, self.truncation, self.chunk
+            self.game, perm, stop_at, self.v_full, self.v_null, self.truncation, self.chunk,
+            self.rng,
         )
         self.evaluations += outcome.evaluations
         self.walks += 1
         self.truncated_walks += outcome.truncated_at is not None
         return perm, outcome
+
+    def _permutation(self) -> np.ndarray:
+        if self.strata <= 1:
+            return self.rng.permutation(self.n)
+        if self._block_pos == 0:
+            self._labels = (self.rng.permutation(self.n) * self.strata) // self.n
+            self._shifts = self.rng.permutation(self.strata)  # an unfinished block stays spread
+        stratum = (self._labels + self._shifts[self._block_pos]) % self.strata
+        self._block_pos = (self._block_pos + 1) % self.strata
+        return np.argsort(stratum + self.rng.random(self.n), kind="stable")
 
     def direct(self, players: np.ndarray) -> np.ndarray:
         """One marginal for each of ``players`` at its own uniform random position.
@@ -107,9 +133,13 @@ class WalkSampler:
         self.evaluations += m
         scale = np.abs(self.v_full - self.v_null)
         dead = np.all(np.abs(v_before - self.v_null) <= self.truncation.tolerance * scale, axis=1)
+        revive = np.zeros(m, dtype=bool)
+        if self.truncation.fill == "roulette":  # unbiased: keep some dead ones, reweighted
+            revive = dead & (self.rng.random(m) < self.truncation.keep)
         out = np.zeros_like(v_before)
-        live = np.flatnonzero(~dead)
+        live = np.flatnonzero(~dead | revive)
         if live.size:
             out[live] = v_before[live] - as_2d(self.game(after[live]))
             self.evaluations += live.size
+        out[revive] /= self.truncation.keep
         return out

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..progress import ProgressFn
-from .bounds import bernstein_halfwidth
+from .bounds import bernstein_halfwidth, union_normal_halfwidth
 from .sampler import WalkSampler
 from .stats import RunningStats
 
 SAMPLINGS = ("auto", "walk", "direct")
 RULES = ("separation", "paper")
+BOUNDS = ("bernstein", "normal")
 
 
 @dataclass
@@ -57,7 +58,7 @@ def _undecided(mean: np.ndarray, width: np.ndarray, k: int, rule: str) -> np.nda
 
 
 class _Ranges:
-    """Observed range of each player's marginals (primary output); ``fixed`` overrides."""
+    """Observed range of the marginals (primary output); ``fixed`` overrides."""
 
     def __init__(self, n: int, fixed: float | None) -> None:
         self.lo = np.full(n, np.inf)
@@ -68,10 +69,12 @@ class _Ranges:
         np.minimum.at(self.lo, players, x)
         np.maximum.at(self.hi, players, x)
 
-    def get(self) -> np.ndarray | float:
+    def get(self) -> float:
+        """The widest range observed over all players (or the fixed one)."""
         if self.fixed is not None:
             return self.fixed
-        return np.where(np.isfinite(self.hi), self.hi - self.lo, 0.0)[:, None]
+        seen = np.isfinite(self.hi)
+        return float(self.hi[seen].max() - self.lo[seen].min()) if seen.any() else 0.0
 
 
 def tmab_shapley(
@@ -87,14 +90,21 @@ def tmab_shapley(
     report: ProgressFn,
     sampling: str = "auto",
     rule: str = "separation",
+    adaptive: bool = True,
+    bound: str = "bernstein",
 ) -> BanditOutcome:
     """Run the bandit until the top-k is separated or a budget runs out.
 
     Each player's interval uses ``delta / n`` (union bound over players). The range ``R``
-    in the Bernstein bound is ``value_range`` when given, otherwise the player's observed
-    range of marginals (an empirical choice: a rare large marginal not yet seen is not
-    accounted for; ``min_samples`` guards the first rounds).
+    in the Bernstein bound is ``value_range`` when given, otherwise the widest range of
+    marginals observed over all players so far (a plug-in: one player's few samples can
+    look constant while its marginals are not, so no player is trusted with its own range).
+    ``bound="normal"`` uses normal-approximation intervals with the same union bound
+    instead. ``adaptive=False`` keeps the stopping rule but samples every player on every
+    walk (certified plain Monte-Carlo).
     """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if sampling not in SAMPLINGS:
@@ -115,7 +125,9 @@ def tmab_shapley(
             break
         ids = np.flatnonzero(active)
         before = sampler.evaluations
-        if _use_direct(sampling, walk_cost, walk_samples, direct_cost, direct_samples):
+        cheaper_direct = _use_direct(sampling, walk_cost, walk_samples, direct_cost,
+                                     direct_samples)
+        if adaptive and cheaper_direct:
             # several marginals per player when few are in play: fuller batches
             reps = max(1, sampler.chunk // (2 * len(ids)))
             marg = sampler.direct(np.tile(ids, reps))
@@ -124,16 +136,22 @@ def tmab_shapley(
             direct_samples += len(ids)
             direct_rounds += 1
         else:
-            perm, outcome = sampler.walk(active)
+            perm, outcome = sampler.walk(active if adaptive else None)
             visited = perm[: len(outcome.marginals)]
             keep = active[visited]
+            if not adaptive:
+                keep[:] = True
             ids, marg = visited[keep], outcome.marginals[keep]
             walk_cost, walk_samples = sampler.evaluations - before, len(ids)  # last walk
         width_ = len(np.unique(ids))
         for r0 in range(0, len(ids), width_):  # stats updates take each player once
             stats.update(ids[r0 : r0 + width_], marg[r0 : r0 + width_])
         ranges.update(ids, marg[:, output])
-        hw = bernstein_halfwidth(stats.variance(), stats.count, ranges.get(), per_player_delta)
+        if bound == "bernstein":
+            hw = bernstein_halfwidth(stats.variance(), stats.count, ranges.get(),
+                                     per_player_delta)
+        else:
+            hw = union_normal_halfwidth(stats.variance(), stats.count, per_player_delta)
         mean, width = stats.mean[:, output], hw[:, output]
         undecided = _undecided(mean, width, k, rule)
         active = (undecided & (width > epsilon)) | (stats.count < min_samples)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FILLS = ("zero", "share")
+FILLS = ("zero", "share", "roulette")
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,15 @@ class Truncation:
     ``fill="zero"`` is the paper's rule (skipped marginals are 0; biased by whatever value is
     left). ``fill="share"`` splits the value still left, ``V(dead step) - V(empty)``, equally
     over the skipped players, so every walk's marginals sum to ``V(N) - V(empty)``.
+    ``fill="roulette"`` is unbiased: at the dead point the walk goes on anyway with
+    probability ``keep`` and the rest of its marginals are divided by ``keep``; otherwise
+    they are 0 (E = keep * x / keep = x), at ``keep`` times the cost of the skipped part.
     """
 
     tolerance: float = 0.05
     patience: int = 3
     fill: str = "zero"
+    keep: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0 <= self.tolerance < 1:
@@ -37,6 +41,8 @@ class Truncation:
             raise ValueError(f"truncation patience must be >= 1, got {self.patience}")
         if self.fill not in FILLS:
             raise ValueError(f"truncation fill must be one of {FILLS}, got {self.fill!r}")
+        if not 0 < self.keep <= 1:
+            raise ValueError(f"truncation keep must be in (0, 1], got {self.keep}")
 
 
 @dataclass
@@ -65,6 +71,7 @@ def run_walk(
     v_null: np.ndarray,
     truncation: Truncation | None,
     chunk: int,
+    rng: np.random.Generator | None = None,
 ) -> WalkOutcome:
     """Walk ``perm`` far enough to know the marginals of its first ``stop_at`` players.
 
@@ -79,6 +86,7 @@ def run_walk(
     evaluations = 0
     streak = 0
     truncated_at: int | None = None
+    roulette_from: int | None = None  # walk kept going past the dead point from here
     j = 1
     while j <= stop_at:
         if j == n:
@@ -94,7 +102,13 @@ def run_walk(
             if truncation is not None:
                 dead = bool(np.all(np.abs(got[r] - v_null) <= truncation.tolerance * scale))
                 streak = streak + 1 if dead else 0
-                if streak >= truncation.patience:
+                if streak >= truncation.patience and roulette_from is None:
+                    if truncation.fill == "roulette":
+                        if rng is None:
+                            raise ValueError("roulette truncation needs a random generator")
+                        if rng.random() < truncation.keep:
+                            roulette_from = int(step)
+                            continue
                     truncated_at = int(step)
                     break
         if truncated_at is not None:
@@ -108,4 +122,7 @@ def run_walk(
             values[rest] = values[truncated_at] - per_player * (rest - truncated_at)[:, None]
         else:
             values[rest] = values[truncated_at]
-    return WalkOutcome(values[:-1] - values[1:], evaluations, truncated_at)
+    marginals = values[:-1] - values[1:]
+    if roulette_from is not None and truncation is not None:
+        marginals[roulette_from:] /= truncation.keep
+    return WalkOutcome(marginals, evaluations, truncated_at)

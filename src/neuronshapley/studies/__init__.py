@@ -1,0 +1,1 @@
+"""The paper's studies, each a function returning a plain result and writing its files."""

@@ -77,6 +77,10 @@ class ShapleyResult:
     output_names: list[str] | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
     info: dict[str, Any] = field(default_factory=dict)
+    #: the estimator's final state (arrays, facts), saved beside the values for merging
+    state: tuple[dict[str, np.ndarray], dict[str, Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64)
@@ -176,6 +180,10 @@ class ShapleyResult:
                                  int(self.samples[i]), int(ranks[i, j])])
         _atomic_write(out / "values.csv", _csv_text(header, rows))
         _atomic_write(out / "metadata.json", json.dumps(self.metadata(), indent=2) + "\n")
+        if self.state is not None:
+            from .estimators.checkpoint import save_state
+
+            save_state(out, *self.state)
         return out
 
     @classmethod
@@ -234,6 +242,7 @@ def _atomic_write(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..progress import ProgressFn, make_progress
+from ..progress import make_progress
 from ..result import ShapleyResult
+from .checkpoint import Checkpointer, CheckpointError, has_state, load_state
 from .exact import exact_shapley
-from .permutation import permutation_shapley
+from .permutation import PermutationRun
 from .sampler import WalkSampler
-from .tmab import tmab_shapley
+from .tmab import BanditRun, BanditSettings
 from .walks import Truncation
 
 METHODS = ("exact", "permutation", "truncated", "tmab")
 
+_RUN_OPTIONS = {"checkpoint", "checkpoint_every", "resume"}
 _OPTIONS: dict[str, set[str]] = {
     "exact": {"chunk"},
     "permutation": {"max_evaluations", "n_permutations", "max_time", "confidence", "chunk",
@@ -88,6 +91,10 @@ def estimate(
             goes on while an interval contains the k-th value; "separation": until every
             top-k interval clears every outsider's, the default), ``adaptive`` (False: sample
             every player on every walk, keeping the stopping rule: certified plain MC),
+            all sampling methods: ``checkpoint`` (a folder: the state is saved there every
+            ``checkpoint_every`` seconds (30) and at exit), ``resume`` (continue the
+            checkpoint in that folder; same game, method, seed and parameters required).
+            Ctrl-C raises :class:`EstimationInterrupted` carrying the partial result.
             ``bound`` ("bernstein": empirical Bernstein with the widest observed range, the
             default; "normal": normal approximation, tighter, valid for many samples).
     Returns:
@@ -95,11 +102,12 @@ def estimate(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    unknown = set(options) - _OPTIONS[method]
+    allowed = _OPTIONS[method] | (_RUN_OPTIONS if method != "exact" else set())
+    unknown = set(options) - allowed
     if unknown:
         raise TypeError(
             f"method {method!r} takes no option(s) {sorted(unknown)}; "
-            f"it takes {sorted(_OPTIONS[method])}"
+            f"it takes {sorted(allowed)}"
         )
     if not callable(game):
         raise TypeError(f"game must be callable masks -> values, got {type(game).__name__}")
@@ -137,9 +145,7 @@ def estimate(
     sampler = WalkSampler(game, n, rng, truncation, options.get("chunk"),
                           int(options.get("strata", 1)))
     d = sampler.output_dim
-    max_time = options.get("max_time")
-    progress: bool | ProgressFn | None = options.get("progress")
-
+    run: PermutationRun | BanditRun
     if method in ("permutation", "truncated"):
         confidence = float(options.get("confidence", 0.95))
         if not 0 < confidence < 1:
@@ -149,12 +155,7 @@ def estimate(
         if n_perm is None and max_evals is None:
             max_evals = 100 * (n + 1)
         _check_budget(max_evals, n_perm)
-        report, close = make_progress(progress, max_evals, method)
-        try:
-            stats, hw, _ = permutation_shapley(sampler, max_evals, n_perm, max_time,
-                                               confidence, report)
-        finally:
-            close()
+        run = PermutationRun(sampler, None if n_perm is None else int(n_perm), confidence)
         params.setdefault("max_evaluations", max_evals)
     else:
         k = min(10, n) if options.get("k") is None else int(options["k"])
@@ -172,32 +173,115 @@ def estimate(
         max_evals = options.get("max_evaluations", 2000 * n)
         _check_budget(max_evals, None)
         confidence = 1 - delta
-        report, close = make_progress(progress, max_evals, "tmab")
-        try:
-            outcome = tmab_shapley(
-                sampler, k, delta, epsilon, options.get("value_range"), max_evals, max_time,
-                int(options.get("min_samples", 3)), output, report,
-                str(options.get("sampling", "auto")), str(options.get("rule", "separation")),
-                bool(options.get("adaptive", True)), str(options.get("bound", "bernstein")),
-            )
-        finally:
-            close()
-        stats, hw = outcome.stats, outcome.halfwidth
+        settings = BanditSettings(
+            k, delta, epsilon, options.get("value_range"), int(options.get("min_samples", 3)),
+            output, str(options.get("sampling", "auto")), str(options.get("rule", "separation")),
+            bool(options.get("adaptive", True)), str(options.get("bound", "bernstein")),
+        )
+        run = BanditRun(sampler, settings)
         params.update(k=k, delta=delta, epsilon=epsilon, max_evaluations=max_evals)
-        info.update(converged=outcome.converged, undecided=int(outcome.active.sum()),
-                    direct_rounds=outcome.direct_rounds)
     if truncation is not None:
         params.update(truncation_tolerance=truncation.tolerance,
                       truncation_patience=truncation.patience, truncation_fill=truncation.fill,
                       truncation_keep=truncation.keep)
-    info.update(walks=sampler.walks, truncated_walks=sampler.truncated_walks,
-                v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist())
-    mean = stats.mean
-    return ShapleyResult(
-        _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), stats.count.copy(),
-        sampler.evaluations, players, method, seed, params, time.perf_counter() - started,
-        confidence, _output_names(game, d), info=info,
-    )
+    identity = {"method": method, "seed": seed, "n_players": n,
+                "params": _jsonable({k: v for k, v in params.items()
+                                     if k not in _BUDGET_OPTIONS}),
+                "game": _fingerprint(game)}
+    checkpointer = _resume(options, identity, run)
+    resumed_at = run.sampler.evaluations if checkpointer is not None else 0
+
+    def result() -> ShapleyResult:
+        hw = run.halfwidth()
+        mean = run.stats.mean
+        info.update(walks=sampler.walks, truncated_walks=sampler.truncated_walks,
+                    v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist())
+        if isinstance(run, BanditRun):
+            info.update(converged=run.finished(), undecided=int(run.active.sum()),
+                        direct_rounds=run.direct_rounds)
+        if resumed_at:
+            info["resumed_at_evaluations"] = resumed_at
+        res = ShapleyResult(
+            _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), run.stats.count.copy(),
+            sampler.evaluations, players, method, seed, params,
+            time.perf_counter() - started, confidence, _output_names(game, d), info=info,
+        )
+        res.state = snapshot()
+        return res
+
+    def snapshot() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays, facts = run.state()
+        return arrays, {**identity, **facts}
+
+    report, close = make_progress(options.get("progress"), max_evals, method)
+    max_time = options.get("max_time")
+    try:
+        while not run.finished():
+            if max_evals is not None and sampler.evaluations >= max_evals:
+                break
+            if max_time is not None and time.perf_counter() - started >= max_time:
+                break
+            sampler.begin()
+            run.step()
+            sampler.commit()
+            report(run.progress())
+            if checkpointer is not None:
+                checkpointer.maybe(snapshot)
+    except KeyboardInterrupt:
+        info["interrupted"] = True
+        raise EstimationInterrupted(result()) from None
+    finally:
+        close()
+        if checkpointer is not None:
+            checkpointer.final(snapshot)
+    return result()
+
+
+class EstimationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`estimate`: ``.result`` holds what was computed (and checkpointed)."""
+
+    def __init__(self, result: ShapleyResult) -> None:
+        super().__init__("estimation interrupted")
+        self.result = result
+
+
+_BUDGET_OPTIONS = {"max_evaluations", "n_permutations", "max_time", "checkpoint",
+                   "checkpoint_every", "resume", "progress", "chunk"}
+
+
+def _fingerprint(game: Any) -> str | None:
+    fp = getattr(game, "fingerprint", None)
+    return str(fp()) if callable(fp) else None
+
+
+def _resume(options: dict[str, Any], identity: dict[str, Any],
+            run: PermutationRun | BanditRun) -> Checkpointer | None:
+    """A checkpointer for ``options["checkpoint"]``; restores ``run`` when resuming."""
+    folder = options.get("checkpoint")
+    if folder is None:
+        if options.get("resume"):
+            raise ValueError("resume=True needs checkpoint=<folder>")
+        return None
+    checkpointer = Checkpointer(folder, float(options.get("checkpoint_every", 30.0)))
+    if has_state(folder):
+        if not options.get("resume"):
+            raise CheckpointError(
+                f"{folder} already holds a checkpoint: pass resume=True to continue it, "
+                "or choose another folder"
+            )
+        arrays, facts = load_state(folder)
+        for key, want in identity.items():
+            if facts.get(key) != want:
+                raise CheckpointError(
+                    f"checkpoint in {folder} was made with a different {key} "
+                    f"({facts.get(key)!r}, this run: {want!r}); it cannot be resumed here"
+                )
+        run.restore(arrays, facts)
+    return checkpointer
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
 
 
 def _check_budget(max_evals: Any, n_perm: Any) -> None:
@@ -212,4 +296,4 @@ def method_options(method: str) -> list[str]:
     return sorted(_OPTIONS[method])
 
 
-__all__ = ["estimate", "METHODS", "method_options"]
+__all__ = ["METHODS", "EstimationInterrupted", "estimate", "method_options"]

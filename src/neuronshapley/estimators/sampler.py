@@ -40,6 +40,7 @@ class WalkSampler:
         self._labels = np.zeros(n, dtype=np.int64)
         self._shifts = np.zeros(1, dtype=np.int64)
         self._block_pos = 0
+        self._begun: tuple[dict[str, np.ndarray], dict[str, object]] | None = None
         self.n = n
         self.rng = rng
         self.truncation = truncation
@@ -61,6 +62,43 @@ class WalkSampler:
         v = as_2d(self.game(ends))
         self.evaluations += 2
         self.v_full, self.v_null = v[0], v[1]
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        """Arrays and facts that let a later sampler continue exactly where this one is.
+
+        Between :meth:`begin` and :meth:`commit` (a step whose marginals are not counted
+        yet) this is the state at :meth:`begin`, so an interrupted step is redone on resume.
+        """
+        if self._begun is not None:
+            return self._begun
+        return self._state_now()
+
+    def _state_now(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        arrays = {"sampler.labels": self._labels.copy(), "sampler.shifts": self._shifts.copy(),
+                  "sampler.v_full": self.v_full.copy(), "sampler.v_null": self.v_null.copy()}
+        facts = {"rng": self.rng.bit_generator.state, "evaluations": self.evaluations,
+                 "walks": self.walks, "truncated_walks": self.truncated_walks,
+                 "block_pos": self._block_pos}
+        return arrays, facts
+
+    def begin(self) -> None:
+        """Mark the start of a step (see :meth:`state`)."""
+        self._begun = self._state_now()
+
+    def commit(self) -> None:
+        """The step's marginals are counted: its state is the current one."""
+        self._begun = None
+
+    def restore(self, arrays: dict[str, np.ndarray], facts: dict[str, object]) -> None:
+        self.rng.bit_generator.state = facts["rng"]
+        self.evaluations = int(facts["evaluations"])  # type: ignore[arg-type]
+        self.walks = int(facts["walks"])  # type: ignore[arg-type]
+        self.truncated_walks = int(facts["truncated_walks"])  # type: ignore[arg-type]
+        self._block_pos = int(facts["block_pos"])  # type: ignore[arg-type]
+        self._labels = arrays["sampler.labels"]
+        self._shifts = arrays["sampler.shifts"]
+        self.v_full = arrays["sampler.v_full"]
+        self.v_null = arrays["sampler.v_null"]
 
     @property
     def output_dim(self) -> int:

@@ -10,12 +10,11 @@ few players are in play, a whole walk costs many evaluations per marginal;
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..progress import ProgressFn
 from .bounds import bernstein_halfwidth, union_normal_halfwidth
 from .sampler import WalkSampler
 from .stats import RunningStats
@@ -23,15 +22,6 @@ from .stats import RunningStats
 SAMPLINGS = ("auto", "walk", "direct")
 RULES = ("separation", "paper")
 BOUNDS = ("bernstein", "normal")
-
-
-@dataclass
-class BanditOutcome:
-    stats: RunningStats
-    halfwidth: np.ndarray  # (n, d)
-    active: np.ndarray  # (n,) bool: still undecided at the end
-    converged: bool
-    direct_rounds: int
 
 
 def _undecided(mean: np.ndarray, width: np.ndarray, k: int, rule: str) -> np.ndarray:
@@ -77,23 +67,32 @@ class _Ranges:
         return float(self.hi[seen].max() - self.lo[seen].min()) if seen.any() else 0.0
 
 
-def tmab_shapley(
-    sampler: WalkSampler,
-    k: int,
-    delta: float,
-    epsilon: float,
-    value_range: float | None,
-    max_evaluations: int | None,
-    max_time: float | None,
-    min_samples: int,
-    output: int,
-    report: ProgressFn,
-    sampling: str = "auto",
-    rule: str = "separation",
-    adaptive: bool = True,
-    bound: str = "bernstein",
-) -> BanditOutcome:
-    """Run the bandit until the top-k is separated or a budget runs out.
+@dataclass(frozen=True)
+class BanditSettings:
+    """The bandit's parameters (see :func:`neuronshapley.estimate` for their meaning)."""
+
+    k: int
+    delta: float
+    epsilon: float
+    value_range: float | None = None
+    min_samples: int = 3
+    output: int = 0
+    sampling: str = "auto"
+    rule: str = "separation"
+    adaptive: bool = True
+    bound: str = "bernstein"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("bound", self.bound, BOUNDS), ("rule", self.rule, RULES),
+                                     ("sampling", self.sampling, SAMPLINGS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.min_samples < 2:
+            raise ValueError(f"min_samples must be >= 2, got {self.min_samples}")
+
+
+class BanditRun:
+    """TMAB: rounds of marginals for the players in play until the top-k is separated.
 
     Each player's interval uses ``delta / n`` (union bound over players). The range ``R``
     in the Bernstein bound is ``value_range`` when given, otherwise the widest range of
@@ -103,61 +102,85 @@ def tmab_shapley(
     instead. ``adaptive=False`` keeps the stopping rule but samples every player on every
     walk (certified plain Monte-Carlo).
     """
-    if bound not in BOUNDS:
-        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-    n = sampler.n
-    stats = RunningStats(n, sampler.output_dim)
-    ranges = _Ranges(n, value_range)
-    active = np.ones(n, dtype=bool)
-    start = time.perf_counter()
-    hw = np.full((n, stats.mean.shape[1]), np.inf)
-    per_player_delta = delta / n
-    walk_cost = walk_samples = 0
-    direct_cost = direct_samples = direct_rounds = 0
-    while active.any():
-        if max_evaluations is not None and sampler.evaluations >= max_evaluations:
-            break
-        if max_time is not None and time.perf_counter() - start >= max_time:
-            break
-        ids = np.flatnonzero(active)
+
+    def __init__(self, sampler: WalkSampler, settings: BanditSettings) -> None:
+        self.sampler = sampler
+        self.cfg = settings
+        n = sampler.n
+        self.stats = RunningStats(n, sampler.output_dim)
+        self.ranges = _Ranges(n, settings.value_range)
+        self.active = np.ones(n, dtype=bool)
+        self.hw = np.full(self.stats.mean.shape, np.inf)
+        self.costs = np.zeros(5, dtype=np.int64)  # walk cost, walk samples, direct ditto, rounds
+
+    def finished(self) -> bool:
+        return not self.active.any()
+
+    def step(self) -> None:
+        sampler, cfg = self.sampler, self.cfg
+        ids = np.flatnonzero(self.active)
         before = sampler.evaluations
-        cheaper_direct = _use_direct(sampling, walk_cost, walk_samples, direct_cost,
-                                     direct_samples)
-        if adaptive and cheaper_direct:
+        walk_cost, walk_samples, direct_cost, direct_samples = (int(c) for c in self.costs[:4])
+        direct = cfg.adaptive and _use_direct(cfg.sampling, walk_cost, walk_samples,
+                                              direct_cost, direct_samples)
+        if direct:
             # several marginals per player when few are in play: fuller batches
             reps = max(1, sampler.chunk // (2 * len(ids)))
-            marg = sampler.direct(np.tile(ids, reps))
             ids = np.tile(ids, reps)
-            direct_cost += sampler.evaluations - before
-            direct_samples += len(ids)
-            direct_rounds += 1
+            marg = sampler.direct(ids)
+            self.costs[2] += sampler.evaluations - before
+            self.costs[3] += len(ids)
+            self.costs[4] += 1
         else:
-            perm, outcome = sampler.walk(active if adaptive else None)
+            perm, outcome = sampler.walk(self.active if cfg.adaptive else None)
             visited = perm[: len(outcome.marginals)]
-            keep = active[visited]
-            if not adaptive:
-                keep[:] = True
+            keep = self.active[visited] if cfg.adaptive else np.ones(len(visited), bool)
             ids, marg = visited[keep], outcome.marginals[keep]
-            walk_cost, walk_samples = sampler.evaluations - before, len(ids)  # last walk
-        width_ = len(np.unique(ids))
-        for r0 in range(0, len(ids), width_):  # stats updates take each player once
-            stats.update(ids[r0 : r0 + width_], marg[r0 : r0 + width_])
-        ranges.update(ids, marg[:, output])
-        if bound == "bernstein":
-            hw = bernstein_halfwidth(stats.variance(), stats.count, ranges.get(),
-                                     per_player_delta)
+            self.costs[0], self.costs[1] = sampler.evaluations - before, len(ids)  # last walk
+        width = len(np.unique(ids))
+        for r0 in range(0, len(ids), width):  # stats updates take each player once
+            self.stats.update(ids[r0 : r0 + width], marg[r0 : r0 + width])
+        self.ranges.update(ids, marg[:, cfg.output])
+        self._decide()
+
+    def _decide(self) -> None:
+        cfg, stats = self.cfg, self.stats
+        per_player_delta = cfg.delta / self.sampler.n
+        if cfg.bound == "bernstein":
+            self.hw = bernstein_halfwidth(stats.variance(), stats.count, self.ranges.get(),
+                                          per_player_delta)
         else:
-            hw = union_normal_halfwidth(stats.variance(), stats.count, per_player_delta)
-        mean, width = stats.mean[:, output], hw[:, output]
-        undecided = _undecided(mean, width, k, rule)
-        active = (undecided & (width > epsilon)) | (stats.count < min_samples)
-        report({"evaluations": sampler.evaluations, "walks": sampler.walks,
-                "active": int(active.sum())})
-    return BanditOutcome(stats, hw, active, not active.any(), direct_rounds)
+            self.hw = union_normal_halfwidth(stats.variance(), stats.count, per_player_delta)
+        mean, width = stats.mean[:, cfg.output], self.hw[:, cfg.output]
+        undecided = _undecided(mean, width, cfg.k, cfg.rule)
+        self.active = (undecided & (width > cfg.epsilon)) | (stats.count < cfg.min_samples)
+
+    def progress(self) -> dict[str, Any]:
+        return {"evaluations": self.sampler.evaluations, "walks": self.sampler.walks,
+                "active": int(self.active.sum())}
+
+    def halfwidth(self) -> np.ndarray:
+        return self.hw
+
+    @property
+    def direct_rounds(self) -> int:
+        return int(self.costs[4])
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays, facts = self.sampler.state()
+        arrays.update({f"stats.{k}": v for k, v in self.stats.state().items()})
+        arrays.update({"bandit.lo": self.ranges.lo, "bandit.hi": self.ranges.hi,
+                       "bandit.costs": self.costs})
+        return arrays, facts
+
+    def restore(self, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
+        self.sampler.restore(arrays, facts)
+        self.stats = RunningStats.from_state(
+            {k[len("stats."):]: v for k, v in arrays.items() if k.startswith("stats.")}
+        )
+        self.ranges.lo, self.ranges.hi = arrays["bandit.lo"].copy(), arrays["bandit.hi"].copy()
+        self.costs = arrays["bandit.costs"].astype(np.int64).copy()
+        self._decide()
 
 
 def _use_direct(

@@ -16,7 +16,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def set_threads(n: int = 1) -> None:
-    """The machine is shared: set torch threads explicitly (1 by default)."""
+    """The machine is shared: set torch threads explicitly (1 by default).
+
+    Also restarts the script once with faster malloc settings (neuronshapley.runtime).
+    """
+    from neuronshapley.runtime import reexec_with_fast_malloc
+
+    reexec_with_fast_malloc(sys.argv)
     torch.set_num_threads(n)
 
 

@@ -74,12 +74,12 @@ def score(values: np.ndarray, bg: BenchGame, ks: tuple[int, ...]) -> dict[str, f
 
 
 # ------------------------------------------------------------------- methods
-def mc_trajectory(bg: BenchGame, seed: int, budgets: list[int], truncation: Truncation | None
-                  ) -> list[tuple[np.ndarray, int, float]]:
+def mc_trajectory(bg: BenchGame, seed: int, budgets: list[int], truncation: Truncation | None,
+                  strata: int = 1) -> list[tuple[np.ndarray, int, float]]:
     """One Monte-Carlo run, snapshot at each budget: (values, evaluations, seconds)."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    sampler = WalkSampler(bg.game, bg.n, rng, truncation)
+    sampler = WalkSampler(bg.game, bg.n, rng, truncation, strata=strata)
     stats = RunningStats(bg.n, 1)
     snaps = []
     for budget in sorted(budgets):
@@ -88,6 +88,68 @@ def mc_trajectory(bg: BenchGame, seed: int, budgets: list[int], truncation: Trun
             stats.update(perm, outcome.marginals)
         snaps.append((stats.mean[:, 0].copy(), sampler.evaluations, time.perf_counter() - t0))
     return snaps
+
+
+def captum_svs(bg: BenchGame, seed: int, budget: int) -> tuple[np.ndarray, int, float]:
+    """Captum's ShapleyValueSampling over the mask input, batched like our engine."""
+    import torch
+    from captum.attr import ShapleyValueSampling
+
+    counting = CountingGame(bg.game)
+
+    def forward(masks: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(counting(masks.detach().numpy() > 0.5))
+
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    n_samples = max(1, budget // (bg.n + 1))
+    attr = ShapleyValueSampling(forward).attribute(
+        torch.ones(1, bg.n, dtype=torch.float64), baselines=torch.zeros(1, bg.n,
+                                                                        dtype=torch.float64),
+        n_samples=n_samples, perturbations_per_eval=min(64, bg.n),
+    )
+    return attr[0].numpy(), counting.evaluations, time.perf_counter() - t0
+
+
+def shapiq_runner(name: str) -> Callable[[BenchGame, int, int], tuple[np.ndarray, int, float]]:
+    """A shapiq Shapley-value approximator by class name, given our game."""
+
+    def run(bg: BenchGame, seed: int, budget: int) -> tuple[np.ndarray, int, float]:
+        import shapiq
+
+        counting = CountingGame(bg.game)
+
+        def value(coalitions: np.ndarray) -> np.ndarray:
+            return counting(np.atleast_2d(np.asarray(coalitions, dtype=bool)))
+
+        t0 = time.perf_counter()
+        approximator = getattr(shapiq.approximator, name)(n=bg.n, random_state=seed)
+        values = approximator.approximate(budget, value).get_n_order_values(1)
+        return np.asarray(values, dtype=np.float64), counting.evaluations, \
+            time.perf_counter() - t0
+
+    return run
+
+
+def peers() -> dict[str, Callable[..., Any]]:
+    """Peer estimators that are installed (benchmark-only dependencies)."""
+    found: dict[str, Callable[..., Any]] = {}
+    try:
+        import captum  # noqa: F401
+
+        found["captum-svs"] = captum_svs
+    except ImportError:
+        print("captum not installed: skipping it")
+    try:
+        import shapiq
+
+        for name in ("PermutationSamplingSV", "StratifiedSamplingSV", "SVARM", "OwenSamplingSV",
+                     "KernelSHAP"):
+            if hasattr(shapiq.approximator, name):
+                found[f"shapiq-{name}"] = shapiq_runner(name)
+    except ImportError:
+        print("shapiq not installed: skipping it")
+    return found
 
 
 def run_tmab(bg: BenchGame, seed: int, k: int, **options: Any) -> tuple[np.ndarray, int, float]:
@@ -131,14 +193,16 @@ def budget_to_reach(rows: list[dict[str, Any]], key: str, target: float = 0.9) -
 
 
 def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[int, ...],
-               extra_methods: dict[str, Callable[..., Any]]) -> dict[str, Any]:
+               extra_methods: dict[str, Callable[..., Any]], tmab_cap: int) -> dict[str, Any]:
     k = ks[0]
     out: dict[str, Any] = {"game": bg.name, "n": bg.n, "k": list(ks), "methods": {}}
-    for name, trunc in (("permutation", None), ("truncated", Truncation())):
+    anytime = (("permutation", None, 1), ("truncated", Truncation(), 1),
+               ("ours: truncated roulette + strata", Truncation(fill="roulette"), 4))
+    for name, trunc, strata in anytime:
         rows = []
         for seed in seeds:
             for budget, (vals, evals, secs) in zip(
-                sorted(budgets), mc_trajectory(bg, seed, budgets, trunc), strict=True
+                sorted(budgets), mc_trajectory(bg, seed, budgets, trunc, strata), strict=True
             ):
                 rows.append({"seed": seed, "budget": budget, "evaluations": evals,
                              "seconds": secs, **score(vals, bg, ks)})
@@ -153,11 +217,17 @@ def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[in
                              "seconds": secs, **score(vals, bg, ks)})
         out["methods"][name] = {"rows": rows}
         print(f"  {name}: done")
-    for name, options in (("tmab", {}), ("tmab-paper", {"sampling": "walk", "rule": "paper"}),
-                          ("mc-certified", {"adaptive": False, "sampling": "walk"})):
+    cap = {"max_evaluations": tmab_cap}
+    stopping = (
+        ("tmab (ours, Bernstein)", {}),
+        ("tmab (ours, normal bound)", {"bound": "normal", "min_samples": 20}),
+        ("tmab-paper", {"sampling": "walk", "rule": "paper"}),
+        ("mc-certified", {"adaptive": False, "sampling": "walk"}),
+    )
+    for name, options in stopping:
         rows = []
         for seed in seeds:
-            vals, evals, secs = run_tmab(bg, seed, k, **options)
+            vals, evals, secs = run_tmab(bg, seed, k, **cap, **options)
             rows.append({"seed": seed, "budget": evals, "evaluations": evals, "seconds": secs,
                          **score(vals, bg, ks)})
         out["methods"][name] = {"rows": rows}
@@ -207,6 +277,7 @@ def main() -> None:
     ap.add_argument("--no-digits", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--digits-seeds", type=int, default=3)
     args = ap.parse_args()
     set_threads(args.threads)
     seeds = list(range(args.seeds or (2 if args.quick else 5)))
@@ -215,14 +286,15 @@ def main() -> None:
         print(f"{bg.name}:")
         budgets = [2000, 5000, 10000, 20000, 50000] if args.quick else \
             [1000, 2000, 5000, 10000, 20000, 50000, 100000]
-        results.append(bench_game(bg, seeds, budgets, (10, 20), {}))
+        results.append(bench_game(bg, seeds, budgets, (10, 20), peers(), 400_000))
     if not args.no_digits:
         bg = digits_bench_game()
         if bg is not None:
             print(f"{bg.name}:")
             budgets = [2000, 5000, 10000, 20000] if args.quick else \
                 [1000, 2000, 5000, 10000, 20000, 40000]
-            results.append(bench_game(bg, seeds[:3], budgets, (10, 20), {}))
+            results.append(bench_game(bg, seeds[:args.digits_seeds], budgets, (10, 20),
+                                      peers(), 40_000))
     md = markdown(results)
     print(md)
     save_json("estimators", {"results": results})

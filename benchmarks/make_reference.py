@@ -25,7 +25,10 @@ def main() -> None:
     game = digits_game()
     t0 = time.perf_counter()
     res = ns.estimate(game, method="permutation", n_permutations=args.permutations,
-                      seed=args.seed, progress=True)
+                      seed=args.seed, progress=True,
+                      checkpoint=RESULTS / f".reference-ckpt-{args.seed}",
+                      resume=(RESULTS / f".reference-ckpt-{args.seed}" / "state.json").exists(),
+                      checkpoint_every=60.0)
     sd = (res.ci_high - res.ci_low) / (2 * 1.959963984540054)
     out = RESULTS / "digits_reference.npz"
     np.savez(out, values=res.values, stderr=sd, samples=res.samples,

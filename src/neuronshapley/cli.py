@@ -13,6 +13,7 @@ defines them (``@app.command()``), using :func:`library_errors`, :func:`out_cons
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,5 +126,13 @@ app = build_app()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``neuronshapley`` script."""
+    """Entry point of the ``neuronshapley`` script.
+
+    From the shell (``argv`` None) the process restarts once with faster malloc settings
+    (see :mod:`neuronshapley.runtime`); set ``NEURONSHAPLEY_NO_REEXEC=1`` to prevent it.
+    """
+    if argv is None:
+        from .runtime import reexec_with_fast_malloc
+
+        reexec_with_fast_malloc(["-m", "neuronshapley", *sys.argv[1:]])
     app(args=list(argv) if argv is not None else None, prog_name="neuronshapley")

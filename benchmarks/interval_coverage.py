@@ -6,7 +6,7 @@ union bound claims), and how often a converged TMAB run's top-k is the true top-
 at least 1 - delta). Truncation is off for TMAB here: its intervals are about the truncated
 game, whose values differ from the closed-form ones by the truncation bias.
 
-    python benchmarks/coverage.py [--seeds 100]
+    python benchmarks/interval_coverage.py [--seeds 100]
 
 Writes ``results/coverage.json`` and ``results/coverage.md``.
 """

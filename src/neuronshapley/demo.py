@@ -224,6 +224,7 @@ def run_demo(
     delta: float = 0.05,
     ablation_sizes: Sequence[int] = ABLATION_SIZES,
     random_draws: int = RANDOM_DRAWS,
+    report_html: bool = True,
 ) -> DemoSummary:
     """Value the 80 conv filters of the digits CNN, check the values by ablation, save files.
 
@@ -233,6 +234,7 @@ def run_demo(
         seed: sets the data split and training of the model, the TMAB walks and the random
             ablation draws.
         k: size of the top set TMAB separates (and an ablation size).
+        report_html: also write ``report.html`` and its figures (see :mod:`.report`).
         max_evaluations: TMAB's budget of game evaluations (one evaluation = accuracy of one
             sub-network on the 360 test images); the default keeps the demo under
             1.5 minutes on one idle CPU core.
@@ -269,7 +271,7 @@ def run_demo(
     started = time.perf_counter()
     with torch_threads(num_threads):
         summary = _run(out_dir, seed, k, max_evaluations, num_threads, progress, console,
-                       cache_dir, delta, ablation_sizes, random_draws, started)
+                       cache_dir, delta, ablation_sizes, random_draws, started, report_html)
     _print_summary(console, summary)
     return summary
 
@@ -287,6 +289,7 @@ def _run(
     ablation_sizes: Sequence[int],
     random_draws: int,
     started: float,
+    report_html: bool = True,
 ) -> DemoSummary:
     from .zoo import pretrained_digits_cnn
 
@@ -383,6 +386,11 @@ def _run(
         "ablation": ablation_path,
         "summary": out / "summary.json",
     }
+    if report_html:
+        from .report import write_report
+
+        with console.status("Writing the report (figures, top images, feature visualisation)"):
+            summary.files["report"] = write_report(out, game=game)
     summary.wall_time = time.perf_counter() - started
     _write_text(summary.files["summary"], json.dumps(summary.to_json(), indent=2) + "\n")
     return summary

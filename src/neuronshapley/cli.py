@@ -32,7 +32,9 @@ EXIT_INTERRUPTED = 130
 #: Exceptions shown as a one-line message instead of a traceback.
 LIBRARY_ERRORS: tuple[type[BaseException], ...] = (ValueError, AblationError, OSError)
 #: Modules defining more commands, each with ``register(app)``; imported by :func:`build_app`.
-COMMAND_MODULES: tuple[str, ...] = ("neuronshapley.cli_run", "neuronshapley.cli_studies")
+COMMAND_MODULES: tuple[str, ...] = (
+    "neuronshapley.cli_run", "neuronshapley.cli_studies", "neuronshapley.cli_repair",
+)
 
 
 def out_console() -> Console:

@@ -20,8 +20,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from .estimators import estimate
 from .game import ModelGame
 from .progress import ProgressFn
 from .result import ShapleyResult, library_versions
+from .runtime import torch_threads
 
 #: Default TMAB evaluation budget. One evaluation (accuracy of a sub-network on the 360 test
 #: images) costs ~13 ms on one CPU thread, so the whole demo, training included, needs about
@@ -128,20 +128,6 @@ class DemoSummary:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
-
-
-@contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Run with ``torch.set_num_threads(num_threads)``, then restore (None: leave as is)."""
-    if num_threads is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def removal_masks(

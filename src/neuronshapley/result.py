@@ -17,13 +17,14 @@ import csv
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .files import atomic_write_text
 
 FORMAT_VERSION = 1
 
@@ -178,8 +179,8 @@ class ShapleyResult:
                     rows.append([pid, name, repr(float(self.values[i, j])),
                                  repr(float(self.ci_low[i, j])), repr(float(self.ci_high[i, j])),
                                  int(self.samples[i]), int(ranks[i, j])])
-        _atomic_write(out / "values.csv", _csv_text(header, rows))
-        _atomic_write(out / "metadata.json", json.dumps(self.metadata(), indent=2) + "\n")
+        atomic_write_text(out / "values.csv", _csv_text(header, rows))
+        atomic_write_text(out / "metadata.json", json.dumps(self.metadata(), indent=2) + "\n")
         if self.state is not None:
             from .estimators.checkpoint import save_state
 
@@ -233,21 +234,6 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return buf.getvalue()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _jsonable(obj: Any) -> Any:

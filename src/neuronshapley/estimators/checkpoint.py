@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..files import atomic_write, atomic_write_text
 
 STATE_VERSION = 1
 
@@ -24,29 +25,14 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be used for this run."""
 
 
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_state(folder: str | os.PathLike[str], arrays: dict[str, np.ndarray],
                facts: dict[str, Any]) -> None:
     """Write a state (arrays + facts) into ``folder`` atomically."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "state.npz", lambda fh: np.savez(fh, **arrays))
+    atomic_write(out / "state.npz", lambda fh: np.savez(fh, **arrays))
     text = json.dumps({"state_version": STATE_VERSION, **facts}, indent=1, default=_json)
-    _atomic(out / "state.json", lambda fh: fh.write(text.encode()))
+    atomic_write_text(out / "state.json", text)
 
 
 def load_state(folder: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

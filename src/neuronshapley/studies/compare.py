@@ -516,8 +516,8 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v)
-                         for k, v in r.items()})
+        writer.writerow({k: ("" if v is None else repr(float(v)) if isinstance(v, float)
+                             else v) for k, v in r.items()})
     return buf.getvalue()
 
 

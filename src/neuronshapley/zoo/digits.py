@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 from torch import nn
+
+from ..files import atomic_write
+from ..runtime import torch_threads
 
 __all__ = [
     "DigitsCNN",
@@ -146,21 +145,6 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> DigitsData:
     )
 
 
-@contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set ``torch.set_num_threads`` (no-op for ``None``)."""
-    if num_threads is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-@torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Top-1 accuracy of ``model`` on ``x`` ``(N, 1, 8, 8)`` with labels ``y`` ``(N,)``."""
     was_training = model.training
@@ -189,7 +173,7 @@ def train_digits_cnn(
     up CPU training; the returned model is converted back to the default memory
     format and put in eval mode. ``channels`` / ``hidden`` set the widths.
     """
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         torch.manual_seed(seed)
         model = DigitsCNN(channels=channels, hidden=hidden)
         gen = torch.Generator().manual_seed(seed)
@@ -216,20 +200,6 @@ def default_cache_dir() -> Path:
     """``$NEURONSHAPLEY_CACHE`` if set, else ``~/.cache/neuronshapley``."""
     env = os.environ.get("NEURONSHAPLEY_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronshapley"
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write via ``write(fileobj)`` to a temp file in ``path.parent``, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def pretrained_digits_cnn(
@@ -277,6 +247,6 @@ def pretrained_digits_cnn(
     root.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     # Metadata first: a present weights file then always has its JSON beside it.
-    _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
-    _atomic_write(weights_path, lambda f: torch.save(state, f))
+    atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    atomic_write(weights_path, lambda f: torch.save(state, f))
     return model.eval(), data

@@ -193,7 +193,8 @@ def budget_to_reach(rows: list[dict[str, Any]], key: str, target: float = 0.9) -
 
 
 def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[int, ...],
-               extra_methods: dict[str, Callable[..., Any]], tmab_cap: int) -> dict[str, Any]:
+               extra_methods: dict[str, Callable[..., Any]], tmab_cap: int,
+               peer_time_cap: float = 120.0) -> dict[str, Any]:
     k = ks[0]
     out: dict[str, Any] = {"game": bg.name, "n": bg.n, "k": list(ks), "methods": {}}
     anytime = (("permutation", None, 1), ("truncated", Truncation(), 1),
@@ -207,7 +208,7 @@ def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[in
                 rows.append({"seed": seed, "budget": budget, "evaluations": evals,
                              "seconds": secs, **score(vals, bg, ks)})
         out["methods"][name] = {"rows": rows}
-        print(f"  {name}: done")
+        print(f"  {name}: done", flush=True)
     for name, runner in extra_methods.items():
         rows = []
         for seed in seeds:
@@ -215,8 +216,11 @@ def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[in
                 vals, evals, secs = runner(bg, seed, budget)
                 rows.append({"seed": seed, "budget": budget, "evaluations": evals,
                              "seconds": secs, **score(vals, bg, ks)})
+                if secs > peer_time_cap:  # larger budgets would take too long here
+                    print(f"  {name}: {secs:.0f} s at budget {budget}; stopping its grid")
+                    break
         out["methods"][name] = {"rows": rows}
-        print(f"  {name}: done")
+        print(f"  {name}: done", flush=True)
     cap = {"max_evaluations": tmab_cap}
     stopping = (
         ("tmab (ours, Bernstein)", {}),
@@ -231,7 +235,7 @@ def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[in
             rows.append({"seed": seed, "budget": evals, "evaluations": evals, "seconds": secs,
                          **score(vals, bg, ks)})
         out["methods"][name] = {"rows": rows}
-        print(f"  {name}: done")
+        print(f"  {name}: done", flush=True)
     for m in out["methods"].values():
         rows = m["rows"]
         m["budget_p@k_tol>=0.9"] = budget_to_reach(rows, f"p@{k}_tol")
@@ -275,30 +279,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-digits", action="store_true")
+    ap.add_argument("--only-digits", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--digits-seeds", type=int, default=3)
+    ap.add_argument("--digits-peers", default=None, help="comma-separated peer names")
+    ap.add_argument("--digits-tmab-cap", type=int, default=40_000)
     args = ap.parse_args()
     set_threads(args.threads)
     seeds = list(range(args.seeds or (2 if args.quick else 5)))
     results = []
-    for bg in closed_form_games(200):
+    for bg in ([] if args.only_digits else closed_form_games(200)):
         print(f"{bg.name}:")
-        budgets = [2000, 5000, 10000, 20000, 50000] if args.quick else \
-            [1000, 2000, 5000, 10000, 20000, 50000, 100000]
+        budgets = [2000, 5000, 10000, 20000] if args.quick else \
+            [1000, 2000, 5000, 10000, 20000, 50000]
         results.append(bench_game(bg, seeds, budgets, (10, 20), peers(), 400_000))
     if not args.no_digits:
         bg = digits_bench_game()
         if bg is not None:
             print(f"{bg.name}:")
-            budgets = [2000, 5000, 10000, 20000] if args.quick else \
-                [1000, 2000, 5000, 10000, 20000, 40000]
+            budgets = [1000, 2000, 5000, 10000] if args.quick else \
+                [1000, 2000, 5000, 10000, 20000]
+            chosen = {k: v for k, v in peers().items()
+                      if args.digits_peers is None or k in args.digits_peers.split(",")}
             results.append(bench_game(bg, seeds[:args.digits_seeds], budgets, (10, 20),
-                                      peers(), 40_000))
+                                      chosen, args.digits_tmab_cap, peer_time_cap=1e9))
     md = markdown(results)
     print(md)
-    save_json("estimators", {"results": results})
-    (RESULTS / "estimators.md").write_text(md + "\n")
+    name = "estimators-digits" if args.only_digits else (
+        "estimators-closed-form" if args.no_digits else "estimators")
+    save_json(name, {"results": results})
+    (RESULTS / f"{name}.md").write_text(md + "\n")
 
 
 if __name__ == "__main__":

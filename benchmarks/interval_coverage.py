@@ -41,6 +41,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "tmab k=3 delta=0.1, normal bound, 20 min. samples": {
         "method": "tmab", "k": 3, "delta": 0.1, "truncation": False, "bound": "normal",
         "min_samples": 20, "max_evaluations": 200_000},
+    "tmab k=3 delta=0.1, local Bernstein, 30 min. samples": {
+        "method": "tmab", "k": 3, "delta": 0.1, "truncation": False,
+        "bound": "bernstein-local", "min_samples": 30, "max_evaluations": 200_000},
     "tmab k=3 delta=0.1, paper rule": {"method": "tmab", "k": 3, "delta": 0.1,
                                        "truncation": False, "rule": "paper",
                                        "sampling": "walk", "max_evaluations": 200_000},

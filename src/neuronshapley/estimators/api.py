@@ -96,7 +96,9 @@ def estimate(
             checkpoint in that folder; same game, method, seed and parameters required).
             Ctrl-C raises :class:`EstimationInterrupted` carrying the partial result.
             ``bound`` ("bernstein": empirical Bernstein with the widest observed range, the
-            default; "normal": normal approximation, tighter, valid for many samples).
+            default; "bernstein-local": each unit's own observed range, use with
+            ``min_samples`` >= 30; "normal": normal approximation; the last two are faster
+            and can under-cover, see benchmarks/results/coverage.md).
     Returns:
         a :class:`ShapleyResult`.
     """

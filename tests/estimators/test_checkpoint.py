@@ -115,6 +115,7 @@ def test_sigkill_loses_at_most_one_interval(tmp_path):
     arrays, facts = load_state(ckpt)
     np.testing.assert_array_equal(arrays["stats.mean"][:, 0], full.values)
     assert facts["evaluations"] == full.evaluations
+    # a temporary file of a write cut by the kill is cleared by the next save
     assert not any(p.name.endswith(".tmp") for p in ckpt.iterdir())
     assert os.stat(ckpt / "state.json").st_mode & 0o044
 

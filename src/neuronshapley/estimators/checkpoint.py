@@ -30,6 +30,8 @@ def save_state(folder: str | os.PathLike[str], arrays: dict[str, np.ndarray],
     """Write a state (arrays + facts) into ``folder`` atomically."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".state.*.tmp"):  # left by a writer that was killed mid-write
+        stale.unlink(missing_ok=True)
     atomic_write(out / "state.npz", lambda fh: np.savez(fh, **arrays))
     text = json.dumps({"state_version": STATE_VERSION, **facts}, indent=1, default=_json)
     atomic_write_text(out / "state.json", text)

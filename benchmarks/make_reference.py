@@ -27,7 +27,7 @@ def main() -> None:
     res = ns.estimate(game, method="permutation", n_permutations=args.permutations,
                       seed=args.seed, progress=True,
                       checkpoint=RESULTS / f".reference-ckpt-{args.seed}",
-                      resume=(RESULTS / f".reference-ckpt-{args.seed}" / "state.json").exists(),
+                      resume=(RESULTS / f".reference-ckpt-{args.seed}" / "state.npz").exists(),
                       checkpoint_every=60.0)
     sd = (res.ci_high - res.ci_low) / (2 * 1.959963984540054)
     out = RESULTS / "digits_reference.npz"

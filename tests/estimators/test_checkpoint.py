@@ -98,7 +98,7 @@ def test_sigkill_loses_at_most_one_interval(tmp_path):
     ckpt = tmp_path / "ckpt"
     proc = subprocess.Popen([sys.executable, str(script), str(ckpt)])
     deadline = time.time() + 60
-    while not (ckpt / "state.json").exists() and time.time() < deadline:
+    while not (ckpt / "state.npz").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(1.0)  # a few more intervals
     proc.send_signal(signal.SIGKILL)

@@ -1,9 +1,11 @@
 """Estimator state on disk: written atomically at a fixed interval and at exit, resumable.
 
-A state is a flat dict of numpy arrays (``<folder>/state.npz``) plus JSON-able facts
-(``<folder>/state.json``: method, parameters, the game's fingerprint, the random generator's
-state, counters). Both are replaced atomically, JSON last, so a run killed at any moment
-leaves the previous complete checkpoint. Nothing is pickled.
+A state is a flat dict of numpy arrays plus JSON-able facts (method, parameters, the game's
+fingerprint, the random generator's state, counters). Both live in ONE file,
+``<folder>/state.npz`` (the facts as a JSON string under ``__facts__``), replaced
+atomically, so a run killed at any moment leaves the previous complete checkpoint;
+``state.json`` beside it is a readable copy of the facts, never read back. Nothing is
+pickled.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from ..files import atomic_write, atomic_write_text
 
 STATE_VERSION = 1
+_FACTS = "__facts__"
 
 
 class CheckpointError(ValueError):
@@ -32,24 +35,27 @@ def save_state(folder: str | os.PathLike[str], arrays: dict[str, np.ndarray],
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".state.*.tmp"):  # left by a writer that was killed mid-write
         stale.unlink(missing_ok=True)
-    atomic_write(out / "state.npz", lambda fh: np.savez(fh, **arrays))
     text = json.dumps({"state_version": STATE_VERSION, **facts}, indent=1, default=_json)
+    payload = {**arrays, _FACTS: np.array(text)}
+    atomic_write(out / "state.npz", lambda fh: np.savez(fh, **payload))
     atomic_write_text(out / "state.json", text)
 
 
 def load_state(folder: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a state written by :func:`save_state`."""
     src = Path(folder)
-    if not (src / "state.json").is_file() or not (src / "state.npz").is_file():
-        raise CheckpointError(f"no checkpoint in {src} (state.json and state.npz expected)")
-    facts = json.loads((src / "state.json").read_text())
+    if not (src / "state.npz").is_file():
+        raise CheckpointError(f"no checkpoint in {src} (state.npz expected)")
     with np.load(src / "state.npz", allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+        arrays = {k: data[k] for k in data.files if k != _FACTS}
+        if _FACTS not in data.files:
+            raise CheckpointError(f"{src / 'state.npz'} is not a neuronshapley checkpoint")
+        facts = json.loads(str(data[_FACTS]))
     return arrays, facts
 
 
 def has_state(folder: str | os.PathLike[str]) -> bool:
-    return (Path(folder) / "state.json").is_file()
+    return (Path(folder) / "state.npz").is_file()
 
 
 def _json(obj: Any) -> Any:

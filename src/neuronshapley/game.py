@@ -72,7 +72,9 @@ class ModelGame:
         walk_sample: if set, each permutation walk draws this many examples at random
             (the paper's "fresh batch per permutation"); otherwise all examples are used.
         channels_last: use the channels-last memory format for 4-D activations (faster
-            convolutions on CPU); None picks it for models with ``Conv2d`` on CPU.
+            convolutions on CPU); None picks it for models with ``Conv2d`` on CPU. This
+            converts ``model`` in place (``model.to(memory_format=...)``): it computes the
+            same function, up to float rounding (~1e-7).
     """
 
     def __init__(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .estimators import estimate
+from .files import atomic_write_text
 from .game import ModelGame
 from .progress import ProgressFn
 from .result import ShapleyResult, library_versions
@@ -366,7 +367,7 @@ def _run(
     )
     result.save(out)
     ablation_path = out / "ablation.csv"
-    _write_text(ablation_path, _ablation_csv(rows, summary.top_removed))
+    atomic_write_text(ablation_path, _ablation_csv(rows, summary.top_removed))
     summary.files = {
         "values": out / "values.csv",
         "metadata": out / "metadata.json",
@@ -379,7 +380,7 @@ def _run(
         with console.status("Writing the report (figures, top images, feature visualisation)"):
             summary.files["report"] = write_report(out, game=game)
     summary.wall_time = time.perf_counter() - started
-    _write_text(summary.files["summary"], json.dumps(summary.to_json(), indent=2) + "\n")
+    atomic_write_text(summary.files["summary"], json.dumps(summary.to_json(), indent=2) + "\n")
     return summary
 
 
@@ -393,12 +394,6 @@ def _ablation_csv(rows: Sequence[AblationRow], order: Sequence[str]) -> str:
                          repr(r.random_min), repr(r.random_max), r.draws,
                          " ".join(order[: r.removed])])
     return buf.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _print_summary(console: Any, summary: DemoSummary) -> None:

@@ -1,12 +1,16 @@
-"""Writing files so that a crash never leaves a half-written one behind."""
+"""Writing result files: atomically (a crash never leaves half a file) and as plain text."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import numpy as np
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
@@ -32,3 +36,28 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """:func:`atomic_write` for text (UTF-8)."""
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """CSV text of dict rows (header from the first row; floats as ``repr``, None empty)."""
+    buf = io.StringIO()
+    if not rows:
+        return ""
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else repr(float(v))
+                             if isinstance(v, (float, np.floating)) else v)
+                         for k, v in row.items()})
+    return buf.getvalue()
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy floats as Python floats and NaN as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if obj != obj else float(obj)
+    return obj

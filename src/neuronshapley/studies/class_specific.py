@@ -47,11 +47,11 @@ import torch
 from torch import nn
 
 from ..estimators import estimate
+from ..files import atomic_write_text as _write
+from ..files import csv_text as _csv
 from ..game import ModelGame
 from ..players import PlayerSet
 from ..result import ShapleyResult, library_versions
-from .compare import csv_text as _csv
-from .compare import write_text as _write
 
 Log = Callable[[str], None]
 DEFAULT_REMOVE: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 8, 10)

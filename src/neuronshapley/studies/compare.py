@@ -29,8 +29,6 @@ Files written by :func:`run_compare` into ``out_dir``:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -47,6 +45,8 @@ from torch import nn
 
 from ..baselines import BASELINES, rank_units
 from ..estimators import estimate
+from ..files import atomic_write_text as write_text
+from ..files import csv_text
 from ..game import ModelGame
 from ..metrics import chance_level
 from ..players import PlayerSet
@@ -506,26 +506,6 @@ def plot_compare(result: CompareResult, path: str | os.PathLike[str], title: str
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text of dict rows (header from the first row; floats as repr, None as empty)."""
-    buf = io.StringIO()
-    if not rows:
-        return ""
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if v is None else repr(float(v)) if isinstance(v, float)
-                             else v) for k, v in r.items()})
-    return buf.getvalue()
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 __all__ = [

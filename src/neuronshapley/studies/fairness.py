@@ -32,8 +32,6 @@ model and removal), ``selection.csv`` (every ``mu, k`` tried on validation), ``c
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -47,6 +45,9 @@ import torch
 from torch import nn
 
 from ..estimators import estimate
+from ..files import atomic_write_text as _write
+from ..files import csv_text as _csv
+from ..files import json_safe as _json_safe
 from ..game import ModelGame
 from ..repair import repair, save_repaired
 from ..result import ShapleyResult, library_versions
@@ -510,29 +511,3 @@ def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def _json_safe(obj: Any) -> Any:
-    """NaN -> None (strict JSON), recursively through dicts and lists."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if obj != obj else float(obj)
-    return obj
-
-
-def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v)
-                             for k, v in row.items()})
-    return buf.getvalue()
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

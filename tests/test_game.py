@@ -80,3 +80,29 @@ def test_fingerprint_changes_with_weights(tabular_data):
     a = ModelGame(tiny_mlp(seed=0), x, y).fingerprint()
     assert a == ModelGame(tiny_mlp(seed=0), x, y).fingerprint()
     assert a != ModelGame(tiny_mlp(seed=1), x, y).fingerprint()
+
+
+def test_mixed_precision_is_refused_when_it_changes_the_metric(image_data):
+    x, y = image_data
+    # log-probabilities move in bfloat16: the game must refuse it rather than drift
+    with pytest.raises(GameError, match="changes the metric"):
+        ModelGame(tiny_cnn(), x, y, metric="log_prob", precision="bfloat16")
+    with pytest.raises(GameError, match="precision must be one of"):
+        ModelGame(tiny_cnn(), x, y, precision="int8")
+
+
+def test_mixed_precision_kept_when_the_metric_is_unchanged(tabular_data):
+    x, y = tabular_data
+    game = ModelGame(tiny_mlp(), x * 0.1, y, metric="accuracy", precision="bfloat16")
+    exact = ModelGame(tiny_mlp(), x * 0.1, y, metric="accuracy")
+    full = np.ones((1, game.n_players), bool)
+    assert game.precision == "bfloat16" and game(full) == exact(full)
+    assert game.evaluations == exact.evaluations  # the precision check is not counted
+
+
+def test_pass_size_follows_device_memory():
+    from neuronshapley.game import pass_size_for_memory
+
+    assert pass_size_for_memory(8 * 2**30, 2**20) == 4096  # half of 8 GiB over 1 MiB
+    assert pass_size_for_memory(2**20, 2**30) == 64  # never below 64
+    assert pass_size_for_memory(2**50, 1) == 2**20  # never above 2**20

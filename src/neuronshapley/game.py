@@ -9,6 +9,7 @@ attributes the estimators use: ``n_players``, ``players`` (ids), ``output_names`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +21,35 @@ from torch import nn
 from .ablation import Ablator
 from .metrics import get_metric
 from .players import PlayerSet, discover_players
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def auto_pass_size(model: nn.Module, example: torch.Tensor, device: torch.device) -> int:
+    """Examples x masks per forward pass for ``device`` (see ``ModelGame``'s pass_size)."""
+    if device.type != "cuda":
+        return 8192
+    activation_bytes = 0
+
+    def count(_module: nn.Module, _inp: object, out: object) -> None:
+        nonlocal activation_bytes
+        if isinstance(out, torch.Tensor):
+            activation_bytes += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if m is not model]
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    free, _total = torch.cuda.mem_get_info(device)
+    return pass_size_for_memory(free, max(activation_bytes // max(len(example), 1), 1))
+
+
+def pass_size_for_memory(free_bytes: int, bytes_per_example: int) -> int:
+    """Half the free memory over one example's activation bytes, within [64, 2**20]."""
+    return int(min(max(free_bytes // 2 // bytes_per_example, 64), 1 << 20))
 
 
 @runtime_checkable
@@ -69,6 +99,12 @@ class ModelGame:
         extra: per-example data handed to the metric (e.g. group labels), indexed like inputs.
         batch_size: examples per forward pass (default: all, capped by ``pass_size``).
         pass_size: examples times masks per forward pass; masks per pass follow from it.
+            None sizes it to the device: 8192 on CPU (activations stay in cache-friendly
+            sizes), and on a GPU half of its free memory over the activation bytes one
+            example needs (measured with a probe pass).
+        precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the passes under
+            autocast. Mixed precision is only accepted when it leaves the metric unchanged
+            on the full and the empty coalition; otherwise the game refuses it.
         walk_sample: if set, each permutation walk draws this many examples at random
             (the paper's "fresh batch per permutation"); otherwise all examples are used.
         channels_last: use the channels-last memory format for 4-D activations (faster
@@ -88,9 +124,10 @@ class ModelGame:
         replacement: str = "mean",
         extra: Any = None,
         batch_size: int | None = None,
-        pass_size: int = 8192,
+        pass_size: int | None = None,
         walk_sample: int | None = None,
         channels_last: bool | None = None,
+        precision: str = "float32",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise GameError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -107,8 +144,10 @@ class ModelGame:
             raise GameError("the evaluation data is empty")
         if walk_sample is not None and not 0 < walk_sample <= len(inputs):
             raise GameError(f"walk_sample must be in 1..{len(inputs)}, got {walk_sample}")
-        if pass_size < 1:
+        if pass_size is not None and pass_size < 1:
             raise GameError("pass_size must be positive")
+        if precision not in PRECISIONS:
+            raise GameError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
         self.model = model
         self.players_set = players if isinstance(players, PlayerSet) else discover_players(
             model, players
@@ -127,8 +166,11 @@ class ModelGame:
         self.inputs = self._prepare(inputs)
         self.targets = targets.to(device)
         self.extra = extra
+        if pass_size is None:
+            pass_size = auto_pass_size(model, inputs[:1].to(device), device)
         self.batch_size = min(batch_size or len(inputs), pass_size, len(inputs))
         self.pass_size = pass_size
+        self.precision = "float32"
         self.walk_sample = walk_sample
         self._subset: torch.Tensor | None = None
         ref = self._prepare(torch.as_tensor(reference)) if reference is not None else self.inputs
@@ -140,6 +182,8 @@ class ModelGame:
         self.replacement = replacement
         self.evaluations = 0
         probe = self._values(np.ones((1, self.n_players), dtype=bool))
+        if precision != "float32":
+            self._check_precision(precision)
         self.output_dim = 1 if probe.ndim == 1 else probe.shape[1]
         names = getattr(self.metric, "output_names", None)
         self.output_names: list[str] | None = (
@@ -199,10 +243,11 @@ class ModelGame:
         chunks = []
         for m0 in range(0, len(mask_t), per_pass):
             mchunk = mask_t[m0 : m0 + per_pass]
-            outs = [
-                self.ablator.forward(inputs[b0 : b0 + self.batch_size], mchunk).float()
-                for b0 in range(0, len(inputs), self.batch_size)
-            ]
+            with self._autocast():
+                outs = [
+                    self.ablator.forward(inputs[b0 : b0 + self.batch_size], mchunk).float()
+                    for b0 in range(0, len(inputs), self.batch_size)
+                ]
             outputs = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
             vals = self.metric(outputs, targets, extra)
             chunks.append(torch.as_tensor(vals).detach().double().cpu())
@@ -219,6 +264,33 @@ class ModelGame:
                 "(e.g. a class or group with no examples) and the model's outputs"
             )
         return values
+
+    def _autocast(self) -> Any:
+        if self.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    def _check_precision(self, precision: str) -> None:
+        """Switch to ``precision`` only if V(N) and V(empty) stay exactly the same."""
+        ends = np.zeros((2, self.n_players), dtype=bool)
+        ends[0] = True
+        counted = self.evaluations
+        exact = self._values(ends)
+        self.precision = precision
+        try:
+            mixed = self._values(ends)
+        except RuntimeError as exc:  # an op without a kernel for this dtype on this device
+            self.precision = "float32"
+            raise GameError(f"precision={precision!r} does not run here: {exc}") from exc
+        finally:
+            self.evaluations = counted  # checks are not part of the estimate's budget
+        if not np.allclose(mixed, exact, rtol=0, atol=1e-6):
+            self.precision = "float32"
+            raise GameError(
+                f"precision={precision!r} changes the metric (V(N), V(empty): "
+                f"{exact.tolist()} in float32, {mixed.tolist()} in {precision}); "
+                "use precision='float32'"
+            )
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)

@@ -194,7 +194,7 @@ def budget_to_reach(rows: list[dict[str, Any]], key: str, target: float = 0.9) -
 
 def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[int, ...],
                extra_methods: dict[str, Callable[..., Any]], tmab_cap: int,
-               peer_time_cap: float = 120.0) -> dict[str, Any]:
+               peer_time_cap: float = 120.0, skip_stopping: bool = False) -> dict[str, Any]:
     k = ks[0]
     out: dict[str, Any] = {"game": bg.name, "n": bg.n, "k": list(ks), "methods": {}}
     anytime = (("permutation", None, 1), ("truncated", Truncation(), 1),
@@ -228,7 +228,7 @@ def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[in
         ("tmab-paper", {"sampling": "walk", "rule": "paper"}),
         ("mc-certified", {"adaptive": False, "sampling": "walk"}),
     )
-    for name, options in stopping:
+    for name, options in (() if skip_stopping else stopping):
         rows = []
         for seed in seeds:
             vals, evals, secs = run_tmab(bg, seed, k, **cap, **options)
@@ -285,6 +285,9 @@ def main() -> None:
     ap.add_argument("--digits-seeds", type=int, default=3)
     ap.add_argument("--digits-peers", default=None, help="comma-separated peer names")
     ap.add_argument("--digits-tmab-cap", type=int, default=40_000)
+    ap.add_argument("--digits-skip-stopping", action="store_true",
+                    help="anytime methods and peers only (the TMAB variants need a long run)")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     args = ap.parse_args()
     set_threads(args.threads)
     seeds = list(range(args.seeds or (2 if args.quick else 5)))
@@ -303,11 +306,13 @@ def main() -> None:
             chosen = {k: v for k, v in peers().items()
                       if args.digits_peers is None or k in args.digits_peers.split(",")}
             results.append(bench_game(bg, seeds[:args.digits_seeds], budgets, (10, 20),
-                                      chosen, args.digits_tmab_cap, peer_time_cap=1e9))
+                                      chosen, args.digits_tmab_cap, peer_time_cap=1e9,
+                                      skip_stopping=args.digits_skip_stopping))
     md = markdown(results)
     print(md)
     name = "estimators-digits" if args.only_digits else (
         "estimators-closed-form" if args.no_digits else "estimators")
+    name += args.tag
     save_json(name, {"results": results})
     (RESULTS / f"{name}.md").write_text(md + "\n")
 

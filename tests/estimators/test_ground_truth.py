@@ -122,3 +122,21 @@ def test_bad_options_are_specific():
         ns.estimate(lambda m: m.sum(1))
     with pytest.raises(ValueError, match="n_players=5 columns"):
         ns.estimate(game, n_players=4, method="exact")
+
+
+def test_auto_chooses_from_the_problem_and_a_pilot():
+    small = AdditiveGame(np.arange(6.0))
+    res = ns.estimate(small, method="auto")
+    assert res.method == "exact" and res.info["auto"]["chosen"] == "exact"
+    np.testing.assert_allclose(res.values, np.arange(6.0))
+    game = WeightedThresholdGame.neuron_like(60, rng=np.random.default_rng(2))
+    anytime = ns.estimate(game, method="auto", max_evaluations=3000, seed=1)
+    assert anytime.method == "truncated"
+    assert anytime.params["truncation_fill"] == "roulette" and anytime.params["strata"] >= 1
+    assert anytime.evaluations >= 3000 + anytime.info["auto"]["pilot_evaluations"] - 100
+    truth = game.shapley_values()
+    assert np.abs(anytime.values - truth).max() < 0.5 * truth.max()
+    certified = ns.estimate(game, method="auto", k=3, max_evaluations=2000)
+    assert certified.method == "tmab"
+    with pytest.raises(TypeError, match="no option"):
+        ns.estimate(game, method="auto", kay=3)

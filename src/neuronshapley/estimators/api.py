@@ -18,7 +18,7 @@ from .sampler import WalkSampler
 from .tmab import BanditRun, BanditSettings
 from .walks import Truncation
 
-METHODS = ("exact", "permutation", "truncated", "tmab")
+METHODS = ("exact", "permutation", "truncated", "tmab", "auto")
 
 _RUN_OPTIONS = {"checkpoint", "checkpoint_every", "resume"}
 _OPTIONS: dict[str, set[str]] = {
@@ -33,6 +33,9 @@ _OPTIONS: dict[str, set[str]] = {
              "truncation_tolerance", "truncation_patience", "truncation_fill", "truncation",
              "truncation_keep", "strata"},
 }
+
+
+_OPTIONS["auto"] = _OPTIONS["truncated"] | _OPTIONS["tmab"]
 
 
 def _players(game: Any, n: int) -> list[str]:
@@ -65,7 +68,9 @@ def estimate(
     Args:
         game: callable from a bool mask matrix (M, n_players) to values (M,) or (M, d).
         n_players: number of players; defaults to ``game.n_players``.
-        method: ``"exact"`` (enumeration, n <= 22), ``"permutation"`` (plain Monte-Carlo),
+        method: ``"auto"`` (chosen from the options and a one-walk pilot, see
+            :func:`_choose`; ``result.info["auto"]`` says what and why),
+            ``"exact"`` (enumeration, n <= 22), ``"permutation"`` (plain Monte-Carlo),
             ``"truncated"`` (Monte-Carlo with early truncation) or ``"tmab"`` (the paper's
             truncated multi-armed bandit for the top-k).
         seed: seed of the random generator (same seed, same game: same result).
@@ -104,6 +109,15 @@ def estimate(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if method == "auto":
+        unknown = set(options) - _OPTIONS["auto"] - _RUN_OPTIONS
+        if unknown:
+            raise TypeError(f"method 'auto' takes no option(s) {sorted(unknown)}")
+        method, options, choice = _choose(game, n_players, seed, options)
+        result = estimate(game, n_players, method, seed, **options)
+        result.evaluations += choice["pilot_evaluations"]
+        result.info["auto"] = choice
+        return result
     allowed = _OPTIONS[method] | (_RUN_OPTIONS if method != "exact" else set())
     unknown = set(options) - allowed
     if unknown:
@@ -284,6 +298,49 @@ def _resume(options: dict[str, Any], identity: dict[str, Any],
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
+
+
+def _choose(game: Any, n_players: int | None, seed: int | None, options: dict[str, Any]
+            ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``method="auto"``: pick an estimator from the problem and a one-walk pilot.
+
+    - ``k`` given: the top-k bandit (``tmab``), which can certify a top-k.
+    - n <= 12 and a budget that allows 2^n evaluations: ``exact``.
+    - otherwise the best anytime estimator measured in ``benchmarks/``: truncated walks
+      with unbiased roulette fill and position strata; one pilot walk measures what a walk
+      costs on this game, so the strata fit the walks the budget buys (about 6 walks per
+      stratum, 1 to 8 strata).
+    """
+    n = int(n_players if n_players is not None else getattr(game, "n_players", 0) or 0)
+    if n < 1:
+        raise ValueError("n_players is required for a game without an n_players attribute")
+    budget = options.get("max_evaluations")
+    if options.get("k") is not None:
+        allowed = _OPTIONS["tmab"] | _RUN_OPTIONS
+        chosen = {k: v for k, v in options.items() if k in allowed}
+        return "tmab", chosen, {"chosen": "tmab", "reason": "k given: certify the top-k",
+                                "pilot_evaluations": 0}
+    if n <= 12 and (budget is None or budget >= 1 << n):
+        return "exact", {k: v for k, v in options.items() if k == "chunk"}, {
+            "chosen": "exact", "reason": f"{1 << n} evaluations enumerate every coalition",
+            "pilot_evaluations": 0}
+    allowed = _OPTIONS["truncated"] | _RUN_OPTIONS
+    chosen = {k: v for k, v in options.items() if k in allowed}
+    pilot = WalkSampler(game, n, np.random.default_rng([0 if seed is None else seed, 7919]),
+                        Truncation(fill="zero"), options.get("chunk"))
+    pilot.walk()
+    walk_cost = max(pilot.evaluations - 2, 1)
+    if budget is None and chosen.get("n_permutations") is None:
+        budget = 100 * (n + 1)
+        chosen["max_evaluations"] = budget
+    walks = (budget or walk_cost * int(chosen["n_permutations"])) / walk_cost
+    chosen.setdefault("truncation_fill", "roulette")
+    chosen.setdefault("strata", int(min(8, max(1, walks // 6))))
+    return "truncated", chosen, {
+        "chosen": "truncated", "pilot_evaluations": int(pilot.evaluations),
+        "reason": f"a walk costs about {walk_cost} evaluations, so the budget buys about "
+                  f"{walks:.0f} walks: {chosen['strata']} strata, roulette truncation",
+    }
 
 
 def _check_budget(max_evals: Any, n_perm: Any) -> None:

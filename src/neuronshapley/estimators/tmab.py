@@ -19,7 +19,7 @@ from .bounds import bernstein_halfwidth, union_normal_halfwidth
 from .sampler import WalkSampler
 from .stats import RunningStats
 
-SAMPLINGS = ("auto", "walk", "direct")
+SAMPLINGS = ("auto", "walk", "direct", "shared")
 RULES = ("separation", "paper")
 BOUNDS = ("bernstein", "bernstein-local", "normal")
 
@@ -129,6 +129,20 @@ class BanditRun:
         walk_cost, walk_samples, direct_cost, direct_samples = (int(c) for c in self.costs[:4])
         direct = cfg.adaptive and _use_direct(cfg.sampling, walk_cost, walk_samples,
                                               direct_cost, direct_samples)
+        if direct and cfg.sampling in ("auto", "shared") and hasattr(sampler, "shared"):
+            # anchors shared by the players in play: ~1 + m / ln(n) evaluations per marginal
+            harmonic = float(np.sum(1.0 / np.arange(1, sampler.n + 1)))
+            reps = max(1, sampler.chunk // (2 * len(ids)))
+            groups = sampler.shared(ids, int(np.ceil(harmonic * reps)))
+            got = sum(len(g) for g, _ in groups)
+            for g, marg in groups:
+                self.stats.update(g, marg)
+                self.ranges.update(g, marg[:, cfg.output])
+            self.costs[2] += sampler.evaluations - before
+            self.costs[3] += got
+            self.costs[4] += 1
+            self._decide()
+            return
         if direct:
             # several marginals per player when few are in play: fuller batches
             reps = max(1, sampler.chunk // (2 * len(ids)))
@@ -193,7 +207,7 @@ def _use_direct(
     sampling: str, walk_cost: int, walk_samples: int, direct_cost: int, direct_samples: int
 ) -> bool:
     if sampling != "auto":
-        return sampling == "direct"
+        return sampling in ("direct", "shared")
     if walk_samples == 0:
         return False
     if direct_samples == 0:

@@ -140,3 +140,22 @@ def test_auto_chooses_from_the_problem_and_a_pilot():
     assert certified.method == "tmab"
     with pytest.raises(TypeError, match="no option"):
         ns.estimate(game, method="auto", kay=3)
+
+
+@pytest.mark.parametrize("fill", [None, "roulette"])
+def test_shared_anchor_marginals_are_unbiased(fill):
+    from neuronshapley.estimators.sampler import WalkSampler
+    from neuronshapley.estimators.walks import Truncation
+
+    game = UnanimityGame.random(8, n_terms=12, max_size=4, rng=np.random.default_rng(0))
+    truth = game.shapley_values()
+    trunc = None if fill is None else Truncation(tolerance=0.3, patience=1, fill=fill, keep=0.5)
+    sampler = WalkSampler(game, 8, np.random.default_rng(1), trunc)
+    samples: list[list[float]] = [[] for _ in range(8)]
+    for _ in range(3000):
+        for ids, marg in sampler.shared(np.arange(8), 4):
+            for i, v in zip(ids, marg[:, 0], strict=True):
+                samples[i].append(v)
+    for i, xs in enumerate(samples):
+        se = np.std(xs) / np.sqrt(len(xs))
+        assert abs(np.mean(xs) - truth[i]) <= 4 * se + 1e-9, i

@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .estimators.api import _jsonable, _output_names, _players, _squeeze
-from .estimators.checkpoint import Checkpointer, CheckpointError, has_state, load_state
+from .estimators.api import _jsonable, _output_names, _players, _resume, _squeeze
 from .estimators.permutation import PermutationRun
 from .estimators.sampler import WalkSampler
 from .estimators.tmab import BanditRun, BanditSettings
@@ -443,7 +442,7 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
         arrays, facts = run.state()
         return copy.deepcopy(arrays), {**identity, **copy.deepcopy(facts)}
 
-    checkpointer = _checkpointer(options, identity, run)
+    checkpointer = _resume(options, identity, run)
     resumed_at = sampler.evaluations if checkpointer is not None and sampler.walks else 0
     boundary = snapshot_now()
     max_time = options.get("max_time")
@@ -514,28 +513,6 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
     )
     res.state = snapshot_now()
     return res
-
-
-def _checkpointer(options: dict[str, Any], identity: dict[str, Any],
-                  run: BanditRun | PermutationRun) -> Checkpointer | None:
-    folder = options.get("checkpoint")
-    if folder is None:
-        if options.get("resume"):
-            raise ValueError("resume=True needs checkpoint=<folder>")
-        return None
-    checkpointer = Checkpointer(folder, float(options.get("checkpoint_every", 30.0)))
-    if has_state(folder):
-        if not options.get("resume"):
-            raise CheckpointError(f"{folder} already holds a checkpoint: pass resume=True "
-                                  "to continue it, or choose another folder")
-        arrays, facts = load_state(folder)
-        for key, want in identity.items():
-            if facts.get(key) != want:
-                raise CheckpointError(
-                    f"checkpoint in {folder} was made with a different {key} "
-                    f"({facts.get(key)!r}, this run: {want!r}); it cannot be resumed here")
-        run.restore(arrays, facts)
-    return checkpointer
 
 
 def _split(indices: list[int], parts: int) -> list[list[int]]:

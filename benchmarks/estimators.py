@@ -26,8 +26,8 @@ from common import RESULTS, digits_game, save_json, set_threads
 from scipy.stats import spearmanr
 
 import neuronshapley as ns
+from neuronshapley.estimators.permutation import PermutationRun
 from neuronshapley.estimators.sampler import WalkSampler
-from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.walks import Truncation
 from neuronshapley.games import UnanimityGame, WeightedThresholdGame
 
@@ -75,18 +75,24 @@ def score(values: np.ndarray, bg: BenchGame, ks: tuple[int, ...]) -> dict[str, f
 
 # ------------------------------------------------------------------- methods
 def mc_trajectory(bg: BenchGame, seed: int, budgets: list[int], truncation: Truncation | None,
-                  strata: int = 1) -> list[tuple[np.ndarray, int, float]]:
-    """One Monte-Carlo run, snapshot at each budget: (values, evaluations, seconds)."""
+                  strata: int = 1, control: str | None = None
+                  ) -> list[tuple[np.ndarray, int, float]]:
+    """One run of the library's walk estimator, snapshot at each budget.
+
+    Returns (values, evaluations, seconds) per budget. Uses the estimator's own run object
+    (pooled walks, optional control variate), stopped at each budget in turn.
+    """
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     sampler = WalkSampler(bg.game, bg.n, rng, truncation, strata=strata)
-    stats = RunningStats(bg.n, 1)
+    run = PermutationRun(sampler, None, 0.95, control)
     snaps = []
     for budget in sorted(budgets):
         while sampler.evaluations < budget:
-            perm, outcome = sampler.walk()
-            stats.update(perm, outcome.marginals)
-        snaps.append((stats.mean[:, 0].copy(), sampler.evaluations, time.perf_counter() - t0))
+            sampler.budget_left = budget - sampler.evaluations
+            run.step()
+        snaps.append((run.stats.mean[:, 0].copy(), sampler.evaluations,
+                      time.perf_counter() - t0))
     return snaps
 
 
@@ -197,13 +203,16 @@ def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[in
                peer_time_cap: float = 120.0, skip_stopping: bool = False) -> dict[str, Any]:
     k = ks[0]
     out: dict[str, Any] = {"game": bg.name, "n": bg.n, "k": list(ks), "methods": {}}
-    anytime = (("permutation", None, 1), ("truncated", Truncation(), 1),
-               ("ours: truncated roulette + strata", Truncation(fill="roulette"), 4))
-    for name, trunc, strata in anytime:
+    anytime = (("permutation", None, 1, None), ("truncated", Truncation(), 1, None),
+               ("ours: truncated roulette + strata", Truncation(fill="roulette"), 4, None),
+               ("ours + surrogate control variate", Truncation(fill="roulette"), 4,
+                "surrogate"))
+    for name, trunc, strata, control in anytime:
         rows = []
         for seed in seeds:
             for budget, (vals, evals, secs) in zip(
-                sorted(budgets), mc_trajectory(bg, seed, budgets, trunc, strata), strict=True
+                sorted(budgets), mc_trajectory(bg, seed, budgets, trunc, strata, control),
+                strict=True,
             ):
                 rows.append({"seed": seed, "budget": budget, "evaluations": evals,
                              "seconds": secs, **score(vals, bg, ks)})

@@ -12,7 +12,14 @@ library's own, and the values are the same whichever worker ran what and in what
 results came back: ``workers=0`` runs the very same scheme in-process (the reference).
 
 A worker that dies (``RayActorError``) is replaced by a fresh actor and its unfinished tasks
-are issued again; a task's result is stored once, so nothing is counted twice or lost.
+are issued again; a task's result is stored once, so nothing is counted twice or lost. A
+``game_factory`` that raises in a worker is reported at once, with its error (not retried).
+
+``progress`` (True: a rich bar; a callable: called with ``run.progress()``) reports after
+every applied task. Ctrl-C stops the workers, writes the checkpoint (the last round boundary,
+so a resumed run equals an uninterrupted one) and raises
+:class:`~.estimators.api.EstimationInterrupted` carrying the partial result, whose
+``info["interrupted"]`` is True, as :func:`neuronshapley.estimate` does.
 
 This is *not* the same random stream as :func:`neuronshapley.estimate` (one generator for the
 whole run, active set refreshed after every walk), so values agree with it statistically, not
@@ -30,11 +37,20 @@ from typing import Any
 
 import numpy as np
 
-from .estimators.api import _jsonable, _output_names, _players, _resume, _squeeze
+from .estimators.api import (
+    EstimationInterrupted,
+    _check_budget,
+    _jsonable,
+    _output_names,
+    _players,
+    _resume,
+    _squeeze,
+)
 from .estimators.permutation import PermutationRun
 from .estimators.sampler import WalkSampler
 from .estimators.tmab import BanditRun, BanditSettings
 from .estimators.walks import Truncation, WalkOutcome
+from .progress import make_progress
 from .result import ShapleyResult
 
 METHODS = ("tmab", "permutation", "truncated")
@@ -42,7 +58,7 @@ INSTALL_HINT = "pip install 'neuronshapley[ray]'"
 
 _TRUNC = {"truncation_tolerance", "truncation_patience", "truncation_fill", "truncation_keep"}
 _COMMON = {"max_evaluations", "max_time", "chunk", "batch", "checkpoint", "checkpoint_every",
-           "resume", "threads_per_worker", "gpus_per_worker", "_kill_after"}
+           "resume", "threads_per_worker", "gpus_per_worker", "progress", "_kill_after"}
 _OPTIONS = {
     "permutation": _COMMON | {"n_permutations", "confidence"},
     "truncated": _COMMON | _TRUNC | {"n_permutations", "confidence"},
@@ -50,7 +66,8 @@ _OPTIONS = {
                                 "sampling", "rule", "adaptive", "bound", "truncation"},
 }
 _NOT_IDENTITY = {"max_evaluations", "max_time", "checkpoint", "checkpoint_every", "resume",
-                 "threads_per_worker", "gpus_per_worker", "_kill_after", "chunk"}
+                 "threads_per_worker", "gpus_per_worker", "_kill_after", "chunk", "progress"}
+_NOT_PARAMS = {"_kill_after", "progress"}  # left out of ``result.params``
 
 
 def _require_ray() -> Any:
@@ -172,6 +189,12 @@ class _ReplaySampler:
         self.truncated_walks += outcome.truncated_at is not None
         return perm, outcome
 
+    def walk_many(self, count: int, active: np.ndarray | None = None
+                  ) -> list[tuple[np.ndarray, WalkOutcome]]:
+        """One walk per call (``count`` is an upper bound): the run then decides after every
+        walk, as this scheme always has, whatever batching the in-process sampler does."""
+        return [self.walk(active)]
+
     def direct(self, players: np.ndarray) -> np.ndarray:
         pieces = sorted(i for i, v in self.ready.items() if v[0] == "direct")
         ids = [self.direct_ids.get(i) for i in pieces]
@@ -247,7 +270,13 @@ class _RayPool:
         self.ray = ray
         self.args = (factory, truncation, chunk, threads)
         self.actor_cls = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=0)(WalkWorker)
-        self.actors = [self._new() for _ in range(workers)]
+        self.actors: list[Any] = []
+        try:
+            for _ in range(workers):
+                self.actors.append(self._new())
+        except BaseException:  # Ctrl-C while starting: no actor is left behind
+            self.close()
+            raise
         self.replaced = 0
         self.max_replacements = 3 * workers + 3
         self.completed = 0
@@ -269,12 +298,23 @@ class _RayPool:
         return tuple(getattr(exc, n) for n in ("RayActorError", "WorkerCrashedError")
                      if hasattr(exc, n))
 
+    def _died(self, slot: int, err: BaseException) -> None:
+        """Replace the actor in ``slot``, unless it died building the game (a bug to report,
+        not a crash to retry)."""
+        if getattr(err, "actor_init_failed", False):
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+            raise RuntimeError(
+                f"game_factory failed in a worker: {lines[-1] if lines else err}\n"
+                "(run estimate_distributed(..., workers=0) to debug it in this process)"
+            ) from err
+        self._replace(slot)
+
     def describe(self) -> dict[str, Any]:
         while True:
             try:
                 return self.ray.get(self.actors[0].describe.remote())
-            except self._dead():
-                self._replace(0)
+            except self._dead() as err:
+                self._died(0, err)
 
     def compute(self, seed: int, batches: list[Batch]) -> list[tuple]:
         ray = self.ray
@@ -292,8 +332,8 @@ class _RayPool:
             slot, batch = inflight.pop(ref)
             try:
                 results = ray.get(ref)
-            except self._dead():
-                self._replace(slot)
+            except self._dead() as err:
+                self._died(slot, err)
                 pending.appendleft(batch)  # its walks are issued again, to another actor
                 idle.append(slot)
                 continue
@@ -331,7 +371,7 @@ def estimate_distributed(
             worker; it should put its model on :func:`worker_device`).
         n_players: checked against the game's ``n_players`` when given.
         method: ``"tmab"``, ``"permutation"`` or ``"truncated"`` (options as in
-            :func:`neuronshapley.estimate`, less ``strata`` and ``progress``).
+            :func:`neuronshapley.estimate`, less ``strata``).
         seed: task ``i`` uses ``np.random.default_rng([seed, i])``.
         workers: number of actors; ``0`` computes the same scheme in-process, with no Ray.
         address: an existing Ray cluster (``"auto"``, ``"ray://..."``); default: a local
@@ -341,7 +381,10 @@ def estimate_distributed(
             ``gpus_per_worker`` (default: one GPU each, or a share when there are fewer
             GPUs than workers; 0 without GPUs),
             ``checkpoint`` / ``checkpoint_every`` / ``resume`` (as in ``estimate``; saved at
-            round boundaries).
+            round boundaries), ``progress`` (True or a callable, as in ``estimate``).
+    Raises:
+        EstimationInterrupted: on Ctrl-C, with the partial result (workers are stopped and
+            the checkpoint written first).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -349,14 +392,23 @@ def estimate_distributed(
     if unknown:
         raise TypeError(f"method {method!r} takes no option(s) {sorted(unknown)}; "
                         f"it takes {sorted(_OPTIONS[method] - {'_kill_after'})}")
+    is_game = not isinstance(game_factory, type) and hasattr(game_factory, "n_players")
+    if not callable(game_factory) or is_game:
+        raise TypeError(
+            "game_factory must be a zero-argument callable building the game (each worker "
+            f"builds its own), got {'a game' if is_game else 'a'} {type(game_factory).__name__}"
+            "; wrap it, e.g. functools.partial(MyGame, ...) or a module-level function"
+        )
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**63))
     seed = int(seed)
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    workers = int(workers)
     batch = int(options.get("batch", 8))
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    _check_options(method, options)
     truncation = None
     if method in ("truncated", "tmab") and options.get("truncation", True) is not False:
         truncation = Truncation(
@@ -368,31 +420,50 @@ def estimate_distributed(
     threads = options.get("threads_per_worker", 1)
     chunk = options.get("chunk")
     started = time.perf_counter()
-    ray = None
+    ray = _require_ray() if workers else None
     owns_ray = False
-    if workers == 0:
-        pool: _LocalPool | _RayPool = _LocalPool(game_factory, truncation, chunk, threads)
-    else:
-        ray = _require_ray()
-        if not ray.is_initialized():
-            if address is None:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(address=address, log_to_driver=False)
-            owns_ray = True
-        gpus = options.get("gpus_per_worker")
-        if gpus is None:
-            total = float(ray.cluster_resources().get("GPU", 0))
-            gpus = min(1.0, total / workers) if total > 0 else 0  # share GPUs if too few
-        pool = _RayPool(ray, workers, game_factory, truncation, chunk, threads, float(gpus),
-                        options.get("_kill_after"))
-    try:
+    pool: _LocalPool | _RayPool | None = None
+    try:  # whatever stops the run (Ctrl-C included), the workers and a Ray we started go
+        if ray is None:
+            pool = _LocalPool(game_factory, truncation, chunk, threads)
+        else:
+            if not ray.is_initialized():
+                owns_ray = True
+                if address is None:
+                    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                else:
+                    ray.init(address=address, log_to_driver=False)
+            gpus = options.get("gpus_per_worker")
+            if gpus is None:
+                total = float(ray.cluster_resources().get("GPU", 0))
+                gpus = min(1.0, total / workers) if total > 0 else 0  # share GPUs if too few
+            pool = _RayPool(ray, workers, game_factory, truncation, chunk, threads,
+                            float(gpus), options.get("_kill_after"))
         return _drive(pool, method, seed, n_players, truncation, batch, options, started,
                       workers)
     finally:
-        pool.close()
+        if pool is not None:
+            pool.close()
         if owns_ray and ray is not None:
             ray.shutdown()
+
+
+def _check_options(method: str, options: dict[str, Any]) -> None:
+    """Bad values fail here, in the driver, before any worker starts."""
+    _check_budget(options.get("max_evaluations"), options.get("n_permutations"))
+    if options.get("checkpoint_every") is not None and float(options["checkpoint_every"]) <= 0:
+        raise ValueError(f"checkpoint_every must be positive, got {options['checkpoint_every']}")
+    if float(options.get("threads_per_worker") or 0) < 0:
+        raise ValueError(f"threads_per_worker must be >= 0, got {options['threads_per_worker']}")
+    if options.get("gpus_per_worker") is not None and float(options["gpus_per_worker"]) < 0:
+        raise ValueError(f"gpus_per_worker must be >= 0, got {options['gpus_per_worker']}")
+    progress = options.get("progress")
+    if progress not in (None, True, False) and not callable(progress):
+        raise TypeError(f"progress must be True, False or a callable, got {progress!r}")
+    key = "delta" if method == "tmab" else "confidence"
+    value = float(options.get(key, 0.05 if method == "tmab" else 0.95))
+    if not 0 < value < 1:
+        raise ValueError(f"{key} must be in (0, 1), got {value}")
 
 
 def _drive(pool: Any, method: str, seed: int, n_players: int | None,
@@ -403,7 +474,7 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
     if n_players is not None and int(n_players) != n:
         raise ValueError(f"n_players={n_players} but the game has {n} players")
     sampler = _ReplaySampler(info, truncation)
-    params = {k: v for k, v in options.items() if k != "_kill_after"}
+    params = {k: v for k, v in options.items() if k not in _NOT_PARAMS}
     run: BanditRun | PermutationRun
     n_perm = options.get("n_permutations")
     if method == "tmab":
@@ -412,6 +483,8 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
             raise ValueError(f"k must be in 1..{n}, got {k}")
         delta = float(options.get("delta", 0.05))
         output = int(options.get("output", 0))
+        if not 0 <= output < sampler.output_dim:
+            raise ValueError(f"output must be in 0..{sampler.output_dim - 1}, got {output}")
         span = float(abs(sampler.v_full[output] - sampler.v_null[output])) or 1.0
         epsilon = options.get("epsilon")
         epsilon = 0.005 * span if epsilon is None else float(epsilon)
@@ -448,6 +521,33 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
     max_time = options.get("max_time")
     received = 0
     calls = 2 * max(workers, 1)  # remote calls per round (results do not depend on it)
+    out_info: dict[str, Any] = {}
+
+    def result() -> ShapleyResult:
+        hw = run.halfwidth()
+        mean = run.stats.mean
+        out_info.update(
+            walks=sampler.walks, truncated_walks=sampler.truncated_walks,
+            v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist(), workers=workers,
+            tasks_issued=sampler.cursor, discarded_tasks=sampler.discarded,
+            evaluations_computed=received, workers_replaced=pool.replaced,
+        )
+        if isinstance(run, BanditRun):
+            out_info.update(converged=run.finished(), undecided=int(run.active.sum()),
+                            direct_rounds=run.direct_rounds)
+        if resumed_at:
+            out_info["resumed_at_evaluations"] = resumed_at
+        res = ShapleyResult(
+            _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), run.stats.count.copy(),
+            sampler.evaluations, list(info["players"]), method, seed, params,
+            time.perf_counter() - started, confidence, info["output_names"], info=out_info,
+        )
+        res.state = snapshot_now()
+        return res
+
+    description = f"{method} on {workers} workers" if workers else method
+    report, close = make_progress(options.get("progress"), max_evals, description)
+    stepping = False  # True while run.step() may be half-way through an update
     try:
         while True:
             if run.finished():
@@ -456,10 +556,11 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
                 break
             if max_time is not None and time.perf_counter() - started >= float(max_time):
                 break
+            stepping = True
             try:
                 run.step()
-                continue
             except _WalksNeededError as need:
+                stepping = False
                 sampler.drop_pending()
                 size = batch
                 if n_perm is not None and method != "tmab":
@@ -468,6 +569,7 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
                 batches = [("walk", idx, need.active)
                            for idx in _split(list(range(first, first + size)), calls)]
             except _DirectNeededError as need:
+                stepping = False
                 sampler.drop_pending()
                 first = sampler.cursor
                 parts = [p for p in np.array_split(need.ids, min(batch, len(need.ids)))
@@ -476,6 +578,10 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
                     sampler.direct_ids[first + j] = p
                 batches = [("direct", idx, [sampler.direct_ids[i] for i in idx])
                            for idx in _split(list(range(first, first + len(parts))), calls)]
+            else:
+                stepping = False
+                report(run.progress())
+                continue
             # a round boundary: nothing computed is left unapplied
             boundary = snapshot_now()
             if checkpointer is not None:
@@ -486,33 +592,22 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
         if run.finished() or not sampler.ready:
             sampler.drop_pending()  # a finished run ended inside a round: the rest is unused
             boundary = snapshot_now()
+    except KeyboardInterrupt:
+        if stepping:  # the run may be half-updated: fall back to the round's start
+            run.restore(*copy.deepcopy(boundary))
+        sampler.drop_pending()
+        out_info["interrupted"] = True
+        if checkpointer is not None:
+            out_info["checkpoint_evaluations"] = int(boundary[1]["evaluations"])
+        raise EstimationInterrupted(result()) from None
     finally:
-        # stopped inside a round (budget, time, error): the checkpoint is the round's start,
-        # so a resumed run redoes that round and equals one that was never stopped
+        close()
+        # stopped inside a round (budget, time, error, Ctrl-C): the checkpoint is the round's
+        # start, so a resumed run redoes that round and equals one that was never stopped
         if checkpointer is not None:
             checkpointer.final(lambda: boundary)
     sampler.drop_pending()
-    hw = run.halfwidth()
-    mean = run.stats.mean
-    out_info: dict[str, Any] = {
-        "walks": sampler.walks, "truncated_walks": sampler.truncated_walks,
-        "v_full": sampler.v_full.tolist(), "v_null": sampler.v_null.tolist(),
-        "workers": workers, "tasks_issued": sampler.cursor,
-        "discarded_tasks": sampler.discarded, "evaluations_computed": received,
-        "workers_replaced": pool.replaced,
-    }
-    if isinstance(run, BanditRun):
-        out_info.update(converged=run.finished(), undecided=int(run.active.sum()),
-                        direct_rounds=run.direct_rounds)
-    if resumed_at:
-        out_info["resumed_at_evaluations"] = resumed_at
-    res = ShapleyResult(
-        _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), run.stats.count.copy(),
-        sampler.evaluations, list(info["players"]), method, seed, params,
-        time.perf_counter() - started, confidence, info["output_names"], info=out_info,
-    )
-    res.state = snapshot_now()
-    return res
+    return result()
 
 
 def _split(indices: list[int], parts: int) -> list[list[int]]:

@@ -24,10 +24,10 @@ _RUN_OPTIONS = {"checkpoint", "checkpoint_every", "resume"}
 _OPTIONS: dict[str, set[str]] = {
     "exact": {"chunk"},
     "permutation": {"max_evaluations", "n_permutations", "max_time", "confidence", "chunk",
-                    "progress", "strata"},
+                    "progress", "strata", "control"},
     "truncated": {"max_evaluations", "n_permutations", "max_time", "confidence", "chunk",
                   "progress", "truncation_tolerance", "truncation_patience", "truncation_fill",
-                  "truncation_keep", "strata"},
+                  "truncation_keep", "strata", "control"},
     "tmab": {"k", "delta", "epsilon", "value_range", "max_evaluations", "max_time",
              "min_samples", "output", "chunk", "progress", "sampling", "rule", "adaptive", "bound",
              "truncation_tolerance", "truncation_patience", "truncation_fill", "truncation",
@@ -85,6 +85,9 @@ def estimate(
             ``truncation_keep`` (0.1) and those marginals are divided by it).
             all walk methods: ``strata`` (1): position-stratified blocks of walks (see
             ``WalkSampler``); unbiased, lower variance when marginals depend on position.
+            permutation / truncated: ``control`` (None; ``"surrogate"``: a logistic
+            "collapse" surrogate fitted to earlier walks serves as a control variate, see
+            ``estimators.surrogate``; unbiased, scalar games with a fixed evaluation set).
             tmab: ``k`` (min(10, n)), ``delta`` (0.05, failure probability over all players),
             ``epsilon`` (0.005 * |V(N) - V(empty)|: intervals narrower than this count as
             decided), ``value_range`` (range of one marginal; default: the widest observed),
@@ -171,7 +174,8 @@ def estimate(
         if n_perm is None and max_evals is None:
             max_evals = 100 * (n + 1)
         _check_budget(max_evals, n_perm)
-        run = PermutationRun(sampler, None if n_perm is None else int(n_perm), confidence)
+        run = PermutationRun(sampler, None if n_perm is None else int(n_perm), confidence,
+                             options.get("control"))
         params.setdefault("max_evaluations", max_evals)
     else:
         k = min(10, n) if options.get("k") is None else int(options["k"])
@@ -237,6 +241,8 @@ def estimate(
                 break
             if max_time is not None and time.perf_counter() - started >= max_time:
                 break
+            if max_evals is not None:
+                sampler.budget_left = int(max_evals) - sampler.evaluations
             sampler.begin()
             run.step()
             sampler.commit()

@@ -9,6 +9,7 @@ import numpy as np
 from .bounds import normal_halfwidth
 from .sampler import WalkSampler
 from .stats import RunningStats
+from .surrogate import SurrogateControl
 
 
 class PermutationRun:
@@ -19,18 +20,36 @@ class PermutationRun:
     """
 
     def __init__(self, sampler: WalkSampler, n_permutations: int | None,
-                 confidence: float) -> None:
+                 confidence: float, control: str | None = None) -> None:
         self.sampler = sampler
         self.n_permutations = n_permutations
         self.confidence = confidence
         self.stats = RunningStats(sampler.n, sampler.output_dim)
+        self.control: SurrogateControl | None = None
+        if control == "surrogate":
+            if sampler.output_dim != 1:
+                raise ValueError("control='surrogate' needs a game with one output")
+            if sampler.resamples:
+                raise ValueError("control='surrogate' needs a fixed evaluation set "
+                                 "(the game draws a fresh batch per walk)")
+            self.control = SurrogateControl(
+                sampler.n, float(sampler.v_full[0]), float(sampler.v_null[0]),
+                int(sampler.rng.integers(2**63)))
+        elif control not in (None, "none"):
+            raise ValueError(f"control must be 'surrogate' or None, got {control!r}")
 
     def finished(self) -> bool:
         return self.n_permutations is not None and self.sampler.walks >= self.n_permutations
 
     def step(self) -> None:
-        perm, outcome = self.sampler.walk()
-        self.stats.update(perm, outcome.marginals)
+        count = self.sampler.n if self.n_permutations is None else (
+            self.n_permutations - self.sampler.walks)
+        first = self.sampler.walks
+        for t, (perm, outcome) in enumerate(self.sampler.walk_many(count), start=first):
+            marginals = outcome.marginals
+            if self.control is not None and outcome.values is not None:
+                marginals = self.control.adjust(t, perm, marginals, outcome.values[:, 0])
+            self.stats.update(perm[: len(marginals)], marginals)
 
     def progress(self) -> dict[str, Any]:
         return {"evaluations": self.sampler.evaluations, "walks": self.sampler.walks,
@@ -42,10 +61,14 @@ class PermutationRun:
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays, facts = self.sampler.state()
         arrays.update({f"stats.{k}": v for k, v in self.stats.state().items()})
+        if self.control is not None:
+            arrays.update(self.control.state())
         return arrays, facts
 
     def restore(self, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
         self.sampler.restore(arrays, facts)
+        if self.control is not None:
+            self.control.restore(arrays)
         self.stats = RunningStats.from_state(
             {k[len("stats."):]: v for k, v in arrays.items() if k.startswith("stats.")}
         )

@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .walks import Truncation, WalkOutcome, as_2d, run_walk
+from .walks import Truncation, WalkOutcome, as_2d, run_walk, run_walks
+
+WALK_CHUNK = 4  # steps per walk per game call when several walks share the calls
 
 
 class WalkSampler:
@@ -48,6 +50,8 @@ class WalkSampler:
         self.resamples = callable(getattr(game, "new_walk", None)) and getattr(
             game, "walk_sample", True
         ) is not None
+        self.walk_chunk = max(1, min(self.chunk, WALK_CHUNK))
+        self.budget_left: int | None = None  # set by the driver: evaluations still allowed
         self.evaluations = 0
         self.walks = 0
         self.truncated_walks = 0
@@ -115,11 +119,7 @@ class WalkSampler:
             self.game.new_walk(self.rng)  # type: ignore[attr-defined]
             self._ends()
         perm = self._permutation()
-        if active is None:
-            stop_at = self.n
-        else:
-            on = np.flatnonzero(active[perm])
-            stop_at = int(on[-1]) + 1 if on.size else 0
+        stop_at = self._stop_at(perm, active)
         outcome = run_walk(
             self.game, perm, stop_at, self.v_full, self.v_null, self.truncation, self.chunk,
             self.rng,
@@ -128,6 +128,45 @@ class WalkSampler:
         self.walks += 1
         self.truncated_walks += outcome.truncated_at is not None
         return perm, outcome
+
+    def walk_many(self, count: int, active: np.ndarray | None = None
+                  ) -> list[tuple[np.ndarray, WalkOutcome]]:
+        """Up to ``count`` walks evaluated together (see :func:`~.walks.run_walks`).
+
+        Each game call carries ``walk_chunk`` steps of each of up to ``chunk // walk_chunk``
+        walks, so passes stay full while each walk overshoots its dead point by at most
+        ``walk_chunk - 1`` evaluations. Every walk has its own permutation and generator,
+        drawn in turn from the sampler's, and walks come in aligned groups (a group never
+        crosses a multiple of the pool size), so the outcomes do not depend on how the walks
+        were grouped: a run resumed from a checkpoint repeats the uninterrupted one exactly.
+        Fewer walks are run when :attr:`budget_left` would not pay for them, and one at a
+        time (with whole ``chunk`` calls) when the game draws a fresh data batch per walk.
+        """
+        if self.resamples:
+            return [self.walk(active)]
+        pool = max(1, self.chunk // self.walk_chunk)
+        count = max(1, min(int(count), pool - self.walks % pool))
+        if self.budget_left is not None:  # a first walk measures what one costs
+            per_walk = self.evaluations / self.walks if self.walks else float("inf")
+            count = max(1, min(count, int(self.budget_left / max(per_walk, 1.0))))
+        perms, rngs = [], []
+        for _ in range(count):
+            perms.append(self._permutation())
+            rngs.append(np.random.default_rng(self.rng.integers(2**63)))
+        stops = [self._stop_at(p, active) for p in perms]
+        outcomes = run_walks(self.game, perms, stops, self.v_full, self.v_null,
+                             self.truncation, self.walk_chunk, rngs, pool)
+        for o in outcomes:
+            self.evaluations += o.evaluations
+            self.walks += 1
+            self.truncated_walks += o.truncated_at is not None
+        return list(zip(perms, outcomes, strict=True))
+
+    def _stop_at(self, perm: np.ndarray, active: np.ndarray | None) -> int:
+        if active is None:
+            return self.n
+        on = np.flatnonzero(active[perm])
+        return int(on[-1]) + 1 if on.size else 0
 
     def shared(self, players: np.ndarray, anchors: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Marginals of ``players`` around shared random coalitions ("anchors").

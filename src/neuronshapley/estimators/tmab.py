@@ -152,11 +152,17 @@ class BanditRun:
             self.costs[3] += len(ids)
             self.costs[4] += 1
         else:
-            perm, outcome = sampler.walk(self.active if cfg.adaptive else None)
-            visited = perm[: len(outcome.marginals)]
-            keep = self.active[visited] if cfg.adaptive else np.ones(len(visited), bool)
-            ids, marg = visited[keep], outcome.marginals[keep]
-            self.costs[0], self.costs[1] = sampler.evaluations - before, len(ids)  # last walk
+            got = 0
+            for perm, outcome in sampler.walk_many(sampler.n, self.active if cfg.adaptive
+                                                   else None):
+                visited = perm[: len(outcome.marginals)]
+                keep = self.active[visited] if cfg.adaptive else np.ones(len(visited), bool)
+                self.stats.update(visited[keep], outcome.marginals[keep])
+                self.ranges.update(visited[keep], outcome.marginals[keep][:, cfg.output])
+                got += int(keep.sum())
+            self.costs[0], self.costs[1] = sampler.evaluations - before, got  # last walks
+            self._decide()
+            return
         width = len(np.unique(ids))
         for r0 in range(0, len(ids), width):  # stats updates take each player once
             self.stats.update(ids[r0 : r0 + width], marg[r0 : r0 + width])

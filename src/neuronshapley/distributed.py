@@ -44,7 +44,7 @@ from .estimators.api import (
     _output_names,
     _players,
     _resume,
-    _squeeze,
+    run_result,
 )
 from .estimators.permutation import PermutationRun
 from .estimators.sampler import WalkSampler
@@ -524,24 +524,12 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
     out_info: dict[str, Any] = {}
 
     def result() -> ShapleyResult:
-        hw = run.halfwidth()
-        mean = run.stats.mean
         out_info.update(
-            walks=sampler.walks, truncated_walks=sampler.truncated_walks,
-            v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist(), workers=workers,
-            tasks_issued=sampler.cursor, discarded_tasks=sampler.discarded,
+            workers=workers, tasks_issued=sampler.cursor, discarded_tasks=sampler.discarded,
             evaluations_computed=received, workers_replaced=pool.replaced,
         )
-        if isinstance(run, BanditRun):
-            out_info.update(converged=run.finished(), undecided=int(run.active.sum()),
-                            direct_rounds=run.direct_rounds)
-        if resumed_at:
-            out_info["resumed_at_evaluations"] = resumed_at
-        res = ShapleyResult(
-            _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), run.stats.count.copy(),
-            sampler.evaluations, list(info["players"]), method, seed, params,
-            time.perf_counter() - started, confidence, info["output_names"], info=out_info,
-        )
+        res = run_result(run, out_info, list(info["players"]), method, seed, params, started,
+                         confidence, info["output_names"], resumed_at)
         res.state = snapshot_now()
         return res
 

@@ -212,20 +212,8 @@ def estimate(
     resumed_at = run.sampler.evaluations if checkpointer is not None else 0
 
     def result() -> ShapleyResult:
-        hw = run.halfwidth()
-        mean = run.stats.mean
-        info.update(walks=sampler.walks, truncated_walks=sampler.truncated_walks,
-                    v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist())
-        if isinstance(run, BanditRun):
-            info.update(converged=run.finished(), undecided=int(run.active.sum()),
-                        direct_rounds=run.direct_rounds)
-        if resumed_at:
-            info["resumed_at_evaluations"] = resumed_at
-        res = ShapleyResult(
-            _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), run.stats.count.copy(),
-            sampler.evaluations, players, method, seed, params,
-            time.perf_counter() - started, confidence, _output_names(game, d), info=info,
-        )
+        res = run_result(run, info, players, method, seed, params, started, confidence,
+                         _output_names(game, d), resumed_at)
         res.state = snapshot()
         return res
 
@@ -257,6 +245,28 @@ def estimate(
         if checkpointer is not None:
             checkpointer.final(snapshot)
     return result()
+
+
+def run_result(run: PermutationRun | BanditRun, info: dict[str, Any], players: list[str],
+               method: str, seed: int | None, params: dict[str, Any], started: float,
+               confidence: float, output_names: list[str] | None, resumed_at: int
+               ) -> ShapleyResult:
+    """The :class:`ShapleyResult` of a walk-based run as it stands (``info`` is updated)."""
+    sampler = run.sampler
+    hw = run.halfwidth()
+    mean = run.stats.mean
+    info.update(walks=sampler.walks, truncated_walks=sampler.truncated_walks,
+                v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist())
+    if isinstance(run, BanditRun):
+        info.update(converged=run.finished(), undecided=int(run.active.sum()),
+                    direct_rounds=run.direct_rounds)
+    if resumed_at:
+        info["resumed_at_evaluations"] = resumed_at
+    return ShapleyResult(
+        _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), run.stats.count.copy(),
+        sampler.evaluations, players, method, seed, params,
+        time.perf_counter() - started, confidence, output_names, info=info,
+    )
 
 
 class EstimationInterrupted(KeyboardInterrupt):

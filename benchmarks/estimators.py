@@ -280,6 +280,19 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"{mean(f'p@{k}_tol'):.2f} | {mean(f'p@{k}'):.2f} | {mean('spearman'):.3f} | "
                 f"{mean('rel_err'):.3f} | {mean('seconds'):.1f} |"
             )
+        lines += ["", f"Mean tolerant p@{k} (mean seconds) by budget:", ""]
+        anytime = {name: m for name, m in g["methods"].items()
+                   if not name.startswith(("tmab", "mc-certified"))}
+        budgets = sorted({r["budget"] for m in anytime.values() for r in m["rows"]})
+        lines += ["| method | " + " | ".join(f"{b}" for b in budgets) + " |",
+                  "| --- |" + " ---: |" * len(budgets)]
+        for name, m in anytime.items():
+            cells = []
+            for b in budgets:
+                at = [r for r in m["rows"] if r["budget"] == b]
+                cells.append(f"{np.mean([r[f'p@{k}_tol'] for r in at]):.2f} "
+                             f"({np.mean([r['seconds'] for r in at]):.1f} s)" if at else "-")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -15,7 +15,6 @@ import neuronshapley as ns
 from neuronshapley.runner import (
     RunConfig,
     RunError,
-    _Recorder,
     estimator_accepts,
     load_config,
     run,
@@ -139,18 +138,6 @@ def test_ctrl_c_saves_a_partial_result(tmp_path: Path, npz: Path) -> None:
     assert saved.info["interrupted"] is True
     assert 0 < saved.evaluations < 10_000 and saved.samples.sum() > 0
     assert "interrupted" in (tmp_path / "out" / "report.html").read_text()
-
-
-def test_recorder_rebuilds_the_marginals_of_plain_walks(tabular_data) -> None:
-    x, y = tabular_data
-    game = ns.ModelGame(tiny_mlp(), x, y, metric="log_prob")
-    recorder = _Recorder(game, record=True)
-    full = ns.estimate(recorder, method="permutation", n_permutations=6, seed=1,
-                       progress=False)
-    partial = recorder.partial_result("permutation", 1, {})
-    np.testing.assert_allclose(partial.values, full.values, atol=1e-12)
-    assert partial.samples.tolist() == full.samples.tolist()
-    assert partial.evaluations == full.evaluations
 
 
 def test_estimator_options_are_checked(tmp_path: Path, npz: Path) -> None:

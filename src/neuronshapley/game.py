@@ -25,16 +25,33 @@ from .players import PlayerSet, discover_players
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+#: On CPU, examples x masks per pass such that the activations one pass writes (as probed)
+#: stay under this many bytes, and at most ``CPU_MAX_PASS``. Measured (benchmarks/engine.py):
+#: throughput is flat from about 2,048 to 32,768 digits images per pass (33 KB each) and from
+#: 16 to 64 EfficientNet-Lite0 images (56 MB each), lower when 16 images are split in passes
+#: of 9 (each pass has a fixed cost of about one image per hooked layer); bigger passes only
+#: cost memory.
+CPU_PASS_BYTES = 2**30
+CPU_MAX_PASS = 8192
+
+
 def auto_pass_size(model: nn.Module, example: torch.Tensor, device: torch.device) -> int:
     """Examples x masks per forward pass for ``device`` (see ``ModelGame``'s pass_size)."""
+    per_example = activation_bytes(model, example)
     if device.type != "cuda":
-        return 8192
-    activation_bytes = 0
+        return cpu_pass_size(per_example)
+    free, _total = torch.cuda.mem_get_info(device)
+    return pass_size_for_memory(free, per_example)
+
+
+def activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
+    """Bytes of the module outputs of one forward pass, per example (a probe pass)."""
+    total = 0
 
     def count(_module: nn.Module, _inp: object, out: object) -> None:
-        nonlocal activation_bytes
+        nonlocal total
         if isinstance(out, torch.Tensor):
-            activation_bytes += out.numel() * out.element_size()
+            total += out.numel() * out.element_size()
 
     handles = [m.register_forward_hook(count) for m in model.modules() if m is not model]
     try:
@@ -43,8 +60,12 @@ def auto_pass_size(model: nn.Module, example: torch.Tensor, device: torch.device
     finally:
         for h in handles:
             h.remove()
-    free, _total = torch.cuda.mem_get_info(device)
-    return pass_size_for_memory(free, max(activation_bytes // max(len(example), 1), 1))
+    return max(total // max(len(example), 1), 1)
+
+
+def cpu_pass_size(bytes_per_example: int) -> int:
+    """``CPU_PASS_BYTES`` over one example's activation bytes, within [1, CPU_MAX_PASS]."""
+    return int(min(max(CPU_PASS_BYTES // max(bytes_per_example, 1), 1), CPU_MAX_PASS))
 
 
 def pass_size_for_memory(free_bytes: int, bytes_per_example: int) -> int:
@@ -99,9 +120,10 @@ class ModelGame:
         extra: per-example data handed to the metric (e.g. group labels), indexed like inputs.
         batch_size: examples per forward pass (default: all, capped by ``pass_size``).
         pass_size: examples times masks per forward pass; masks per pass follow from it.
-            None sizes it to the device: 8192 on CPU (activations stay in cache-friendly
-            sizes), and on a GPU half of its free memory over the activation bytes one
-            example needs (measured with a probe pass).
+            None sizes it from the activation bytes one example needs (measured with a
+            probe pass): on CPU, 1 GiB of activations per pass, at most 8192 (e.g. 8192
+            for the digits CNN, 19 for EfficientNet-Lite0 at 224 x 224); on a GPU, half of
+            its free memory.
         precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the passes under
             autocast. Mixed precision is only accepted when it leaves the metric unchanged
             on the full and the empty coalition; otherwise the game refuses it.

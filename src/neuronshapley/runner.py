@@ -28,7 +28,6 @@ Ctrl-C stops the estimate cleanly: what was computed is saved with
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import tomllib
@@ -38,7 +37,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -276,18 +274,13 @@ def run(
         if bar is not None:
             options["progress"] = bar
         interrupted = False
-        recorder = _Recorder(game, record=cfg.method != "exact"
-                             and not hasattr(_api, "EstimationInterrupted"))
         try:
             with _explained("evaluating the model with units removed"):
-                result = estimate(recorder, method=cfg.method, seed=cfg.seed, **options)
+                result = estimate(game, method=cfg.method, seed=cfg.seed, **options)
         except KeyboardInterrupt as exc:
             partial = getattr(exc, "result", None)
-            if not isinstance(partial, ShapleyResult):
-                if not recorder.record:
-                    raise
-                params = {k: v for k, v in options.items() if k != "progress"}
-                partial = recorder.partial_result(cfg.method, cfg.seed, params)
+            if not isinstance(partial, ShapleyResult):  # exact enumeration: nothing partial
+                raise
             interrupted, result = True, partial
             result.info["interrupted"] = True
             notes.append("interrupted by Ctrl-C: the values are those computed so far")
@@ -537,88 +530,6 @@ class RunProgress:
 
     def close(self) -> None:
         self._progress.stop()
-
-
-# ---------------------------------------------------------------- partial results
-class _Recorder:
-    """A game wrapper that can log every evaluation, to rebuild marginals after Ctrl-C when
-    the estimator does not hand back a partial result (``EstimationInterrupted.result``)."""
-
-    def __init__(self, game: ModelGame, record: bool) -> None:
-        self._game = game
-        self.record = record
-        self._calls: list[tuple[np.ndarray, np.ndarray, int]] = []
-        self._walk = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._game, name)
-
-    def new_walk(self, rng: np.random.Generator) -> None:
-        self._walk += 1
-        self._game.new_walk(rng)
-
-    def __call__(self, masks: np.ndarray) -> np.ndarray:
-        values = self._game(masks)
-        if self.record:
-            self._calls.append((np.asarray(masks, dtype=bool).copy(),
-                                np.asarray(values, dtype=np.float64), self._walk))
-        return values
-
-    def partial_result(self, method: str, seed: int, options: dict[str, Any]) -> ShapleyResult:
-        """Per-player means of the marginals found in the log: consecutive evaluations that
-        differ by one player (walk steps, the first step against V(N)), and the two halves of
-        one call (direct draws). Normal 95% intervals."""
-        n = self._game.n_players
-        sums, sq = np.zeros(n), np.zeros(n)
-        count = np.zeros(n, dtype=np.int64)
-
-        def add(before: np.ndarray, after: np.ndarray, vb: np.ndarray, va: np.ndarray) -> None:
-            removed = before & ~after
-            ok = (removed.sum(1) == 1) & ~(after & ~before).any(1)
-            who, diff = removed[ok].argmax(1), vb[ok] - va[ok]
-            np.add.at(sums, who, diff)
-            np.add.at(sq, who, diff**2)
-            np.add.at(count, who, 1)
-
-        prev: tuple[np.ndarray, float, int] | None = None
-        ends: dict[bool, float] = {}  # latest V(N) (True) and V(empty) (False)
-        evaluations = 0
-        for masks, values, walk in self._calls:
-            v = values[:, 0] if values.ndim == 2 else values
-            evaluations += len(masks)
-            size = masks.sum(1)
-            for is_full, rows in ((True, size == n), (False, size == 0)):
-                if rows.any():
-                    ends[is_full] = float(v[rows][-1])
-            if len(masks) >= 4 and len(masks) % 2 == 0:
-                h = len(masks) // 2
-                add(masks[:h], masks[h:], v[:h], v[h:])
-            if prev is not None and prev[2] == walk:
-                seq_m = np.concatenate([prev[0][None], masks])
-                seq_v = np.concatenate([[prev[1]], v])
-            else:
-                seq_m, seq_v = masks, v
-            inner = (seq_m[:-1].sum(1) < n) & (seq_m[1:].sum(1) > 0)  # ends paired below
-            add(seq_m[:-1][inner], seq_m[1:][inner], seq_v[:-1][inner], seq_v[1:][inner])
-            for is_full, rows in ((True, size == n - 1), (False, size == 1)):
-                if is_full in ends and rows.any():
-                    other = np.full((int(rows.sum()), n), is_full)
-                    end_v = np.full(int(rows.sum()), ends[is_full])
-                    if is_full:
-                        add(other, masks[rows], end_v, v[rows])
-                    else:
-                        add(masks[rows], other, v[rows], end_v)
-            prev = (masks[-1], float(v[-1]), walk)
-        mean = np.divide(sums, count, out=np.zeros(n), where=count > 0)
-        var = np.maximum(np.divide(sq, count, out=np.zeros(n), where=count > 0) - mean**2, 0)
-        half = 1.96 * np.sqrt(var / np.maximum(count - 1, 1))
-        widest = float(np.sqrt(sq.max())) if count.any() else math.inf
-        half = np.where(count > 1, half, widest)
-        return ShapleyResult(
-            mean, mean - half, mean + half, count, evaluations, list(self._game.players),
-            method, seed, dict(options), confidence=0.95,
-            info={"partial": "per-player means of the marginals in the evaluation log"},
-        )
 
 
 def summary_rows(result: ShapleyResult, k: int = 10) -> list[dict[str, Any]]:

@@ -153,7 +153,10 @@ class BanditRun:
             self.costs[4] += 1
         else:
             got = 0
-            for perm, outcome in sampler.walk_many(sampler.n, self.active if cfg.adaptive
+            # several walks share game calls, but few enough that the active set is refreshed
+            # before the samples grow by more than about an eighth
+            count = max(1, sampler.walks // 8)
+            for perm, outcome in sampler.walk_many(count, self.active if cfg.adaptive
                                                    else None):
                 visited = perm[: len(outcome.marginals)]
                 keep = self.active[visited] if cfg.adaptive else np.ones(len(visited), bool)

@@ -58,9 +58,9 @@ def test_walk_many_fills_calls_and_overshoots_less():
     while len(walks) < 12:
         walks += many.walk_many(12)
     assert len(walks) == 12 and many.walks == 12
-    # six walks of 4 steps share each call: calls are full until walks run out
+    # three walks of 8 steps share each call: calls are full until walks run out
     assert max(game.calls[1:]) == 24
-    assert many.evaluations < one.evaluations  # at most 3 steps past the dead point, not 23
+    assert many.evaluations < one.evaluations  # at most 7 steps past the dead point, not 23
     assert len(game.calls) < len(single_calls)
 
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from .walks import Truncation, WalkOutcome, as_2d, run_walk, run_walks
 
-WALK_CHUNK = 4  # steps per walk per game call when several walks share the calls
+WALK_CHUNK = 8  # steps per walk per game call when several walks share the calls (measured:
+# on the digits game 8 gave the most walks per second, 4 and 22 about 7% fewer)
 
 
 class WalkSampler:

@@ -34,6 +34,17 @@ def _floats(text: str) -> list[float]:
     return out
 
 
+_METHOD_HELP = ("Shapley estimator: auto (truncated walks, roulette truncation, position "
+                "strata), tmab, truncated or permutation.")
+
+
+def _check_method(method: str) -> None:
+    from .studies.repair_common import ESTIMATORS
+
+    if method not in ESTIMATORS:
+        raise ValueError(f"--method must be one of {', '.join(ESTIMATORS)}, got {method!r}")
+
+
 @contextmanager
 def _threads(n: int) -> Iterator[None]:
     import torch
@@ -59,10 +70,18 @@ def register(app: typer.Typer) -> None:
         ] = "digits",
         seed: Annotated[int, typer.Option(help="Seed of data, training and estimate.")] = 0,
         max_evaluations: Annotated[int, typer.Option(
-            min=1, help="Shapley budget of game evaluations.")] = 4000,
-        method: Annotated[str, typer.Option(help="truncated or permutation.")] = "truncated",
+            min=1, help="Shapley budget of game evaluations.")] = 16000,
+        method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "auto",
         max_overall_drop: Annotated[float, typer.Option(
-            help="Largest validation overall-accuracy drop allowed when choosing k.")] = 0.05,
+            help="Largest overall-accuracy drop (selection part) allowed when choosing k.")
+        ] = 0.05,
+        selection_fraction: Annotated[float, typer.Option(
+            help="Share of validation that chooses the ranking and k; the rest values the "
+            "units (0: both on all of it).")] = 0.5,
+        replacement: Annotated[str, typer.Option(
+            help="Removed units output their mean activation (mean) or zero (zero).")] = "mean",
+        search_steps: Annotated[int, typer.Option(
+            min=0, help="Steps of the greedy-search control (0: none).")] = 0,
         k_grid: Annotated[str | None, typer.Option(
             help="Comma-separated numbers of removed units tried on validation.")] = None,
         epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
@@ -76,14 +95,15 @@ def register(app: typer.Typer) -> None:
         console = out_console()
         log = (lambda m: console.print(m, highlight=False)) if progress else None
         with library_errors(), _threads(threads):
-            if method not in ("truncated", "permutation"):
-                raise ValueError(f"--method must be truncated or permutation, got {method!r}")
+            _check_method(method)
             setup = fairness_setup(benchmark, seed=seed, epochs=epochs)
             if log:
                 log(f"benchmark: {setup.description}")
             result = run_fairness(setup, max_evaluations=max_evaluations, method=method,
                                   seed=seed, k_grid=_ints(k_grid),
-                                  max_overall_drop=max_overall_drop, log=log)
+                                  max_overall_drop=max_overall_drop,
+                                  selection_fraction=selection_fraction,
+                                  replacement=replacement, search_steps=search_steps, log=log)
             files = write_fairness(result, out)
         _print_rows(console, f"Fairness repair ({setup.name}, target {setup.target}), %",
                     result.rows(), skip=("split", "model", "removed"),
@@ -103,14 +123,22 @@ def register(app: typer.Typer) -> None:
         random_start: Annotated[bool, typer.Option(
             "--random-start/--no-random-start", help="Start PGD at a random point.")] = True,
         max_evaluations: Annotated[int, typer.Option(
-            min=1, help="Shapley budget of game evaluations.")] = 6000,
-        method: Annotated[str, typer.Option(help="truncated or permutation.")] = "truncated",
+            min=1, help="Shapley budget of game evaluations.")] = 16000,
+        method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "auto",
         clean_weights: Annotated[str, typer.Option(
             help="Weights lambda of phi(success) - lambda phi(clean) tried on validation "
             "(1 is the paper's metric).")
         ] = "0.5,0.75,1",
         max_clean_drop: Annotated[float, typer.Option(
-            help="Largest validation clean-accuracy drop allowed when choosing k.")] = 0.10,
+            help="Largest clean-accuracy drop (selection part) allowed when choosing k.")
+        ] = 0.10,
+        selection_fraction: Annotated[float, typer.Option(
+            help="Share of validation that chooses the ranking and k; the rest values the "
+            "units (0: both on all of it).")] = 0.5,
+        replacement: Annotated[str, typer.Option(
+            help="Removed units output their mean activation (mean) or zero (zero).")] = "mean",
+        search_steps: Annotated[int, typer.Option(
+            min=0, help="Steps of the greedy-search control (0: none).")] = 0,
         k_grid: Annotated[str | None, typer.Option(
             help="Comma-separated numbers of removed units tried on validation.")] = None,
         epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 20,
@@ -129,8 +157,7 @@ def register(app: typer.Typer) -> None:
         console = out_console()
         log = (lambda m: console.print(m, highlight=False)) if progress else None
         with library_errors(), _threads(threads):
-            if method not in ("truncated", "permutation"):
-                raise ValueError(f"--method must be truncated or permutation, got {method!r}")
+            _check_method(method)
             if eps <= 0:
                 raise ValueError(f"--eps must be positive, got {eps}")
             attack = AttackSettings(eps, step_size if step_size is not None else eps / 4,
@@ -139,7 +166,10 @@ def register(app: typer.Typer) -> None:
             result = run_adversarial(setup, attack, max_evaluations=max_evaluations,
                                      method=method, seed=seed,
                                      clean_weights=_floats(clean_weights), k_grid=_ints(k_grid),
-                                     max_clean_drop=max_clean_drop, log=log)
+                                     max_clean_drop=max_clean_drop,
+                                     selection_fraction=selection_fraction,
+                                     replacement=replacement, search_steps=search_steps,
+                                     log=log)
             files = write_adversarial(result, out)
         _print_rows(console, "Adversarial repair (test images), %", result.rows(),
                     skip=("model",), lead=("model",))

@@ -39,11 +39,13 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str, typer.Option(help="Built-in setup: digits or onet.")] = "digits",
         seed: Annotated[int, typer.Option(help="Seed of the estimate and random rankings.")] = 0,
         method: Annotated[str, typer.Option(
-            help="Shapley estimator: tmab, truncated or permutation.")] = "tmab",
+            help="Shapley estimator: auto (truncated walks, roulette truncation, position "
+            "strata), tmab, truncated or permutation.")] = "auto",
         max_evaluations: Annotated[int | None, typer.Option(
             min=1, help="Shapley budget of game evaluations (default per model).")] = None,
         k: Annotated[int | None, typer.Option(
-            "--k", min=1, help="Top set TMAB separates (default per model: 10).")] = None,
+            "--k", min=1, help="Top set TMAB separates (--method tmab only; default 10).")
+        ] = None,
         max_k: Annotated[int | None, typer.Option(
             min=1, help="Largest number of removed units (default per model).")] = None,
         level: Annotated[float | None, typer.Option(
@@ -68,7 +70,7 @@ def register(app: typer.Typer) -> None:
         """Remove each ranking's top units (Shapley vs baselines) and measure held-out metric."""
         import torch
 
-        from .studies.compare import run_compare, study_setup
+        from .studies.compare import run_compare, shapley_options, study_setup
 
         console = out_console()
         with library_errors():
@@ -76,13 +78,7 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
             try:
                 setup = study_setup(model, seed=seed, include_dense=include_dense)
-                opts: dict[str, Any] = dict(setup.defaults.get("shapley_options", {}))
-                if max_evaluations is not None:
-                    opts["max_evaluations"] = max_evaluations
-                if method == "tmab":
-                    opts["k"] = k if k is not None else opts.get("k", 10)
-                else:
-                    opts.pop("k", None)
+                opts = shapley_options(setup, method, max_evaluations, k)
                 gopts = dict(setup.defaults.get("game_options", {}))
                 if walk_sample is not None:
                     gopts["walk_sample"] = walk_sample
@@ -111,9 +107,9 @@ def register(app: typer.Typer) -> None:
             help="Comma-separated target classes (default: all).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the estimate and controls.")] = 0,
         method: Annotated[str, typer.Option(
-            help="truncated or permutation: one run gives every class.")] = "truncated",
+            help="auto, truncated or permutation: one run gives every class.")] = "auto",
         max_evaluations: Annotated[int, typer.Option(
-            min=1, help="Budget of game evaluations.")] = 6000,
+            min=1, help="Budget of game evaluations.")] = 20000,
         remove: Annotated[str, typer.Option(
             help="Comma-separated numbers of class units to remove.")] = "1,2,3,4,5,6,8,10",
         exclude_fraction: Annotated[float, typer.Option(

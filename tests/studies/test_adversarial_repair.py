@@ -42,18 +42,24 @@ def test_run_adversarial_end_to_end(tiny_setup: AdversarialSetup, tmp_path: Path
     attack = AttackSettings(eps=0.25, step_size=0.07, steps=5)
     result = run_adversarial(tiny_setup, attack, max_evaluations=200, seed=0,
                              players="features.*", clean_weights=(0.5, 1.0), k_grid=grid,
-                             max_clean_drop=0.1, random_draws=2)
+                             max_clean_drop=0.1, random_draws=2, search_steps=2)
     assert result.values.values.shape == (18, 3)
-    assert result.clean_weight in (0.5, 1.0) and result.chosen_k in grid
-    # selection: lowest validation success among allowed (weight, k); k = 0 always allowed
+    assert result.values.method == "truncated" and "auto" in result.values.info
+    assert result.ranking in ("lambda=0.5", "lambda=1", "knapsack")
+    assert result.chosen_k in grid
+    # value and selection parts are disjoint halves of the validation images
+    st = result.settings
+    assert st["value_images"] + st["selection_images"] == 120
+    assert abs(st["value_images"] - st["selection_images"]) <= 10
+    # selection: lowest selection-part success among allowed (ranking, k); k = 0 allowed
     allowed = [s for s in result.selection if s["allowed"]]
-    best = min(allowed, key=lambda s: (s["val_success"], s["removed"]))
-    assert best["val_success"] == pytest.approx(
-        result.val_curve[grid.index(result.chosen_k), 0])
-    base = result.selection[0]
-    assert best["val_clean_accuracy"] >= base["val_clean_accuracy"] - 0.1 - 1e-12
-    # the repaired module reproduces the game on the test images
+    assert len(result.selection) == 3 * len(grid)
+    best = min(allowed, key=lambda s: (s["select_success"], s["removed"]))
     r = grid.index(result.chosen_k)
+    assert best["select_success"] == pytest.approx(result.select_curve[r, 0])
+    base = result.selection[0]
+    assert best["select_clean_accuracy"] >= base["select_clean_accuracy"] - 0.1 - 1e-12
+    # the repaired module reproduces the game on the test images
     orig, rep = result.table["original"], result.table["repaired"]
     assert orig["original_attack_success"] == pytest.approx(result.test_curve[0, 0])
     assert orig["clean_accuracy"] == pytest.approx(result.test_curve[0, 1])
@@ -63,13 +69,17 @@ def test_run_adversarial_end_to_end(tiny_setup: AdversarialSetup, tmp_path: Path
     assert orig["original_attack_success"] > 0.3  # the attack works on the full model
     for row in result.table.values():
         assert all(0 <= v <= 1 for v in row.values() if v == v)
+    # the greedy control ran its steps and chose k by the same rule
+    assert result.search is not None and len(result.search["path"]) == 2
+    assert 0 <= result.search["k"] <= 2
     assert "x" in result.interpretation()
 
     files = write_adversarial(result, tmp_path / "out")
-    for key in ("table", "selection", "model", "summary", "plot"):
+    for key in ("table", "selection", "curve", "model", "summary", "plot"):
         assert files[key].is_file(), key
     summary = json.loads(files["summary"].read_text())
     assert summary["removed"] == result.removed and summary["attack"]["eps"] == 0.25
+    assert summary["ranking"] == result.ranking and summary["greedy_search"]["k"] >= 0
     loaded = load_repaired(DigitsCNN(**SMALL), files["model"])
     with torch.no_grad():
         acc = float((loaded(tiny_setup.x_test).argmax(-1) == tiny_setup.y_test).double().mean())

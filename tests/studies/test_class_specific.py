@@ -96,12 +96,23 @@ def test_accuracy_values_follow_from_class_recall_by_linearity(data) -> None:
 def test_truncated_estimate_runs_once_for_all_classes(data) -> None:
     (xv, yv), (xh, yh) = data
     res = run_class_specific(designed_model(), xv, yv, xh, yh, classes=[1],
-                             estimate_options={"max_evaluations": 300}, exclude_fraction=0.0,
-                             remove=(2,), random_draws=2, seed=3)
+                             method="truncated", estimate_options={"max_evaluations": 300},
+                             exclude_fraction=0.0, remove=(2,), random_draws=2, seed=3)
     assert res.values.method == "truncated"
     assert res.values.evaluations <= 300 + 2 * 7
     assert res.values.values.shape == (6, 4)
     assert res.recall[1][1, 1] == 0.0
+
+
+def test_default_auto_estimator(data) -> None:
+    """The default ``method="auto"`` enumerates 6 units exactly when the budget allows it."""
+    (xv, yv), (xh, yh) = data
+    res = run_class_specific(designed_model(), xv, yv, xh, yh, classes=[1],
+                             estimate_options={"max_evaluations": 300}, exclude_fraction=0.0,
+                             remove=(2,), random_draws=1)
+    assert res.values.method == "exact" and res.values.info["auto"]["chosen"] == "exact"
+    with pytest.raises(ValueError, match="leave k out"):
+        run_class_specific(designed_model(), xv, yv, xh, yh, estimate_options={"k": 2})
 
 
 def test_errors(data) -> None:

@@ -210,3 +210,15 @@ def test_cli_compare_on_digits(tmp_path, monkeypatch) -> None:
     assert [r.split(",")[0] for r in levels[1:]] == ["shapley", "loo", "random"]
     bad = runner.invoke(app, ["compare", "--model", "resnet", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown study model" in bad.output
+
+
+def test_shapley_options_per_method(trained: nn.Module) -> None:
+    """``auto`` (the default) gets the budget only; ``tmab`` also its top-k."""
+    from neuronshapley.studies.compare import shapley_options
+
+    setup = _tiny_setup(trained)
+    assert shapley_options(setup, "auto") == {"max_evaluations": 200}
+    assert shapley_options(setup, "tmab", 500) == {"max_evaluations": 500, "k": 2}
+    assert shapley_options(setup, "tmab", k=3)["k"] == 3
+    with pytest.raises(ValueError, match="tmab"):
+        shapley_options(setup, "auto", k=3)

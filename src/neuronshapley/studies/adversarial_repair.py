@@ -5,34 +5,39 @@ Recipe, on the digits CNN:
 1. Targeted L-infinity PGD (:func:`~neuronshapley.adversarial.pgd_targeted`, a random wrong
    target class per image) crafts adversarial examples **on the full model** for the
    validation and the test images, once.
-2. The game plays on one fixed validation batch of clean and adversarial images, with
+2. The validation images are cut in two parts (``selection_fraction``, stratified by
+   label): the *value* part and the *selection* part. The test images are used by neither.
+3. The game plays on the value part's clean and adversarial images, with
    ``V(S) = attack success - clean accuracy``
    (:func:`~neuronshapley.adversarial.adversarial_metric`, a vector game that also returns
-   both parts). Units with the largest values carry the
-   attack without carrying clean accuracy.
-3. Units are ranked by ``phi(success) - clean_weight * phi(clean accuracy)``
-   (``clean_weight=1`` is the paper's metric; Shapley values are linear, so other weights
-   need no new estimation). The number ``k`` removed (and the weight, when several are
-   given) is chosen on validation: the lowest validation success whose clean accuracy drops
-   at most ``max_clean_drop``.
-4. The repaired model (:func:`~neuronshapley.repair.repair`) is measured on the **test**
+   both parts). Units with the largest values carry the attack without carrying clean
+   accuracy. The estimator is a study-level choice (``method="auto"``: truncated walks with
+   roulette truncation and position strata; ``"tmab"`` separates the top of the paper's
+   metric; ``"truncated"`` and ``"permutation"`` selectable).
+4. Candidate rankings from the same values: ``phi(success) - lambda * phi(clean accuracy)``
+   for each ``lambda`` in ``clean_weights`` (``lambda = 1`` is the paper's metric) and, with
+   ``knapsack``, the ratio ranking (:func:`~.repair_common.knapsack_order`: success removed
+   per point of clean accuracy lost). The ranking and the number ``k`` removed are chosen on
+   the **selection** part: the lowest success whose clean accuracy drops at most
+   ``max_clean_drop``.
+5. The repaired model (:func:`~neuronshapley.repair.repair`) is measured on the **test**
    images: clean accuracy; success of the original attack (test examples crafted on the
    full model); success of a black-box transfer attack crafted on an independently trained
    second architecture (:class:`TransferCNN`); and, for honesty, success of a fresh
    white-box attack on the repaired model itself. ``random_draws`` removals of ``k`` random
-   units are the control.
+   units and, with ``search_steps``, a greedy search on the selection part (no values) are
+   the controls.
 
 Files written by :func:`write_adversarial` into ``out_dir``: ``adversarial.csv``,
-``selection.csv``, ``adversarial.png``, ``values/``, ``repaired_model.pt`` (+ ``.json``),
-``summary.json``.
+``selection.csv``, ``curve.csv``, ``adversarial.png``, ``values/``, ``repaired_model.pt``
+(+ ``.json``), ``summary.json``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +53,18 @@ from ..adversarial import (
     pgd_targeted,
     random_targets,
 )
-from ..estimators import estimate
-from ..repair import repair, save_repaired
+from ..repair import repair
 from ..result import ShapleyResult, library_versions
-from .fairness import _csv, _json_safe, _removal_masks, _write
+from .repair_common import (
+    KNAPSACK,
+    estimate_values,
+    greedy_search,
+    knapsack_order,
+    removal_masks,
+    split_indices,
+    write_repair_files,
+)
+from .repair_common import k_grid as _grid
 
 Log = Callable[[str], None]
 DEFAULT_PLAYERS: tuple[str, ...] = ("features.*", "classifier.1")
@@ -155,32 +168,39 @@ class AttackSettings:
 
 @dataclass
 class AdversarialResult:
-    """What :func:`run_adversarial` found; rates are fractions in [0, 1]."""
+    """What :func:`run_adversarial` found; rates are fractions in [0, 1].
+
+    Curves are (len(k_grid), 2): attack success and clean accuracy after removing the first
+    k units of the chosen ranking, on the value part, the selection part (where k was chosen)
+    and the test images (for the plot and the hindsight ceiling only).
+    """
 
     setup: AdversarialSetup
     attack: AttackSettings
     values: ShapleyResult
-    clean_weight: float
-    order: list[str]  # units by decreasing phi(success) - clean_weight * phi(clean)
+    ranking: str  # the chosen candidate: "lambda=<w>" or "knapsack"
+    order: list[str]  # units in the chosen ranking's order
     k_grid: list[int]
-    val_curve: np.ndarray  # (len(k_grid), 2): success, clean accuracy on validation
-    test_curve: np.ndarray  # same on test (for the plot only)
+    value_curve: np.ndarray
+    select_curve: np.ndarray
+    test_curve: np.ndarray
     chosen_k: int
     removed: list[str]
     table: dict[str, dict[str, float]]  # model -> measure -> rate (test split)
-    selection: list[dict[str, Any]]  # every (weight, k) tried on validation
-    per_weight: list[dict[str, Any]]  # each weight's own validation choice, and its test rates
+    search: dict[str, Any] | None  # the greedy-search control
+    selection: list[dict[str, Any]]  # every (ranking, k) tried on the selection part
+    per_ranking: list[dict[str, Any]]  # each ranking's own choice, and its test rates
     repaired: nn.Module
     settings: dict[str, Any]
     wall_time: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"model": m, **{k: v for k, v in r.items()}} for m, r in self.table.items()]
+        return [{"model": m, **dict(r)} for m, r in self.table.items()]
 
     def hindsight(self) -> tuple[int, float]:
-        """The k of ``k_grid`` (chosen weight) with the lowest *test* success within the clean
-        drop limit, and that success over the original: a ceiling, not a valid choice."""
+        """The k of ``k_grid`` (chosen ranking) with the lowest *test* success within the
+        clean drop limit, and that success over the original: a ceiling, not a valid choice."""
         ok = self.test_curve[:, 1] >= self.test_curve[0, 1] - self.settings["max_clean_drop"]
         r = int(np.argmin(np.where(ok, self.test_curve[:, 0], np.inf)))
         return self.k_grid[r], float(self.test_curve[r, 0] / max(self.test_curve[0, 0], 1e-12))
@@ -189,11 +209,12 @@ class AdversarialResult:
         a, b = self.table["original"], self.table["repaired"]
         ratio = b["original_attack_success"] / max(a["original_attack_success"], 1e-12)
         return (
-            f"Removing {self.chosen_k} unit{'' if self.chosen_k == 1 else 's'} (chosen on "
-            "validation) takes the original "
+            f"Removing {self.chosen_k} unit{'' if self.chosen_k == 1 else 's'} (ranking "
+            f"{self.ranking}, chosen on the selection part of validation) takes the original "
             f"attack's test success from {100 * a['original_attack_success']:.1f}% to "
             f"{100 * b['original_attack_success']:.1f}% (x{ratio:.2f}); clean accuracy "
-            f"{100 * a['clean_accuracy']:.1f}% -> {100 * b['clean_accuracy']:.1f}%; transfer "
+            f"{100 * a['clean_accuracy']:.1f}% -> {100 * b['clean_accuracy']:.1f}% "
+            f"({100 * (b['clean_accuracy'] - a['clean_accuracy']):+.1f} points); transfer "
             f"attack {100 * a['transfer_attack_success']:.1f}% -> "
             f"{100 * b['transfer_attack_success']:.1f}%; a new white-box attack on the "
             f"repaired model succeeds {100 * b['whitebox_attack_success']:.1f}%."
@@ -204,15 +225,16 @@ class AdversarialResult:
         return {
             "description": self.setup.description,
             "attack": vars(self.attack),
-            "clean_weight": self.clean_weight,
+            "ranking": self.ranking,
             "chosen_k": self.chosen_k,
             "removed": self.removed,
             "table": self.rows(),
             "selection": self.selection,
-            "per_weight": self.per_weight,
+            "per_ranking": self.per_ranking,
+            "greedy_search": self.search,
             "estimate": {"method": self.values.method,
                          "evaluations": int(self.values.evaluations),
-                         "walks": info.get("walks"),
+                         "walks": info.get("walks"), "auto": info.get("auto"),
                          "wall_time_s": round(self.values.wall_time, 3),
                          "v_full": info.get("v_full"), "v_null": info.get("v_null")},
             "interpretation": self.interpretation(),
@@ -231,14 +253,19 @@ def _clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 def run_adversarial(
     setup: AdversarialSetup,
     attack: AttackSettings | None = None,
-    max_evaluations: int = 6000,
-    method: str = "truncated",
+    max_evaluations: int = 16000,
+    method: str = "auto",
     seed: int = 0,
     players: Sequence[str] | str | None = DEFAULT_PLAYERS,
     clean_weights: Sequence[float] = (0.5, 0.75, 1.0),
+    knapsack: bool = True,
     k_grid: Sequence[int] | None = None,
     max_clean_drop: float = 0.10,
+    selection_fraction: float = 0.5,
+    replacement: str = "mean",
+    search_steps: int = 0,
     random_draws: int = 10,
+    estimator_options: Mapping[str, Any] | None = None,
     progress: bool | Callable[[dict[str, Any]], None] = False,
     log: Log | None = None,
 ) -> AdversarialResult:
@@ -248,15 +275,24 @@ def run_adversarial(
         setup: models and splits (:func:`adversarial_setup`).
         attack: PGD settings (default :class:`AttackSettings`).
         max_evaluations: estimator budget (game evaluations).
-        method: ``"truncated"`` (walks stop once both success and clean accuracy are at the
-            dead network's level) or ``"permutation"``.
-        seed: seeds the target classes, PGD random starts, the estimator and the control.
+        method: estimator, one of :data:`~.repair_common.ESTIMATORS` (``"auto"`` default;
+            ``"tmab"`` separates the top units of the paper's metric, output 0).
+        seed: seeds the target classes, PGD random starts, the split, the estimator and the
+            control.
         players: unit layers (default: the conv filters and the hidden layer).
-        clean_weights: weights ``lambda`` of ``phi(success) - lambda * phi(clean)`` tried on
-            validation (1.0 is the paper's metric; all come from the same estimate).
+        clean_weights: weights ``lambda`` of ``phi(success) - lambda * phi(clean)`` tried
+            (1.0 is the paper's metric; all come from the same estimate).
+        knapsack: also try the ratio ranking (see the module doc).
         k_grid: numbers of removed units tried (default 0..30, then by 5 to 60).
-        max_clean_drop: largest validation clean-accuracy drop allowed (0.10 = 10 points).
+        max_clean_drop: largest clean-accuracy drop on the selection part allowed (0.10 =
+            10 points).
+        selection_fraction: share of the validation images kept for choosing the ranking
+            and ``k`` (the rest values the units); 0 values and chooses on all of them.
+        replacement: how removed units are replaced, for the values and the repaired model
+            alike (``"mean"`` activation over the clean validation images, ``"zero"``...).
+        search_steps: with > 0, the greedy-search control (that many steps).
         random_draws: random removals of ``k`` units measured on test as a control.
+        estimator_options: more :func:`neuronshapley.estimate` options.
     """
     say = log or (lambda _msg: None)
     attack = attack or AttackSettings()
@@ -271,53 +307,77 @@ def run_adversarial(
     adv_test = attack.run(model, s.x_test, t_test, gen)
     adv_transfer = attack.run(s.surrogate, s.x_test, t_test, gen)
 
-    game = adversarial_game(model, s.x_val, s.y_val, adv_val, t_val, players=players)
-    test_game = adversarial_game(model, s.x_test, s.y_test, adv_test, t_test,
-                                 players=game.players_set, reference=s.x_val)
-    n = game.n_players
-    say(f"{n} units; V = success - clean accuracy on {len(s.y_val)} clean + {len(s.y_val)} "
-        f"adversarial validation images; {method} Monte-Carlo, {max_evaluations} evaluations")
-    values = estimate(game, method=method, seed=seed, max_evaluations=max_evaluations,
-                      progress=progress)
-    values.info.update(game=repr(game), outputs=list(ADVERSARIAL_OUTPUTS))
-    i_succ, i_clean = ADVERSARIAL_OUTPUTS.index("attack_success"), ADVERSARIAL_OUTPUTS.index(
-        "clean_accuracy")
+    value_idx, select_idx = split_indices(len(s.y_val), selection_fraction, seed,
+                                          strata=s.y_val.numpy())
 
-    grid = sorted({k for k in (k_grid if k_grid is not None else
-                               [*range(0, 31), *range(35, 61, 5)]) if 0 <= k <= n} | {0})
+    def make(x: torch.Tensor, y: torch.Tensor, adv: torch.Tensor, t: torch.Tensor,
+             units: Any) -> Any:
+        return adversarial_game(model, x, y, adv, t, players=units, reference=s.x_val,
+                                replacement=replacement)
+
+    vi, si = torch.as_tensor(value_idx), torch.as_tensor(select_idx)
+    game = make(s.x_val[vi], s.y_val[vi], adv_val[vi], t_val[vi], players)
+    select_game = game if selection_fraction == 0 else make(
+        s.x_val[si], s.y_val[si], adv_val[si], t_val[si], game.players_set)
+    test_game = make(s.x_test, s.y_test, adv_test, t_test, game.players_set)
+    n = game.n_players
+    say(f"{n} units; V = success - clean accuracy on {len(vi)} clean + {len(vi)} adversarial "
+        f"validation images (k chosen on {len(si)} + {len(si)}); {method}, "
+        f"{max_evaluations} evaluations")
+    values = estimate_values(game, method, max_evaluations, seed, estimator_options, progress,
+                             tmab_output=ADVERSARIAL_OUTPUTS.index("success_minus_clean"))
+    values.info.update(game=repr(game), outputs=list(ADVERSARIAL_OUTPUTS))
+    i_succ = ADVERSARIAL_OUTPUTS.index("attack_success")
+    i_clean = ADVERSARIAL_OUTPUTS.index("clean_accuracy")
+    phi = values.values
+    grid = _grid(k_grid, n)
+    rankings: dict[str, np.ndarray] = {
+        f"lambda={lam:g}": np.argsort(-(phi[:, i_succ] - lam * phi[:, i_clean]), kind="stable")
+        for lam in clean_weights}
+    if knapsack:
+        rankings[KNAPSACK] = knapsack_order(phi[:, i_succ], phi[:, i_clean])
+    if not rankings:
+        raise ValueError("no ranking to try: give clean_weights or knapsack=True")
+
+    def rates(g: Any, order: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+        return g(removal_masks(order, n, ks))[:, [i_succ, i_clean]]
+
+    def allowed(curve: np.ndarray) -> np.ndarray:
+        return curve[:, 1] >= curve[0, 1] - max_clean_drop - 1e-12
+
     selection: list[dict[str, Any]] = []
-    best: tuple[float, int, float] | None = None  # (val success, k, weight)
-    curves: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-    for lam in clean_weights:
-        score = values.values[:, i_succ] - lam * values.values[:, i_clean]
-        order_idx = np.argsort(-score, kind="stable")
-        curve = game(_removal_masks(order_idx, n, grid))[:, [i_succ, i_clean]]
-        curves[float(lam)] = (order_idx, curve)
+    best: tuple[float, int, int] | None = None  # (selection success, k, ranking position)
+    curves: dict[str, np.ndarray] = {}
+    for pos, (name, order) in enumerate(rankings.items()):
+        curve = curves[name] = rates(select_game, order, grid)
+        ok = allowed(curve)
         for r, k in enumerate(grid):
-            ok = curve[r, 1] >= curve[0, 1] - max_clean_drop - 1e-12
-            selection.append({"clean_weight": float(lam), "removed": k,
-                              "val_success": float(curve[r, 0]),
-                              "val_clean_accuracy": float(curve[r, 1]), "allowed": int(ok)})
-            cand = (float(curve[r, 0]), k, float(lam))
-            if ok and (best is None or cand[:2] < best[:2]):
+            selection.append({"ranking": name, "removed": k,
+                              "select_success": float(curve[r, 0]),
+                              "select_clean_accuracy": float(curve[r, 1]), "allowed": int(ok[r])})
+            cand = (float(curve[r, 0]), k, pos)
+            if ok[r] and (best is None or cand < best):
                 best = cand
     assert best is not None  # k = 0 is always allowed
-    _, chosen_k, lam = best
-    per_weight = []  # each weight's own validation choice, measured on test (for the report)
-    for w, (o, c) in curves.items():
-        ok = c[:, 1] >= c[0, 1] - max_clean_drop - 1e-12
-        r = int(np.argmin(np.where(ok, c[:, 0], np.inf)))
-        t = test_game(_removal_masks(o, n, [grid[r]]))[0]
-        per_weight.append({"clean_weight": w, "removed": grid[r], "val_success": float(c[r, 0]),
-                           "val_clean_accuracy": float(c[r, 1]),
-                           "test_success": float(t[i_succ]),
-                           "test_clean_accuracy": float(t[i_clean])})
-    order_idx, val_curve = curves[lam]
-    test_curve = test_game(_removal_masks(order_idx, n, grid))[:, [i_succ, i_clean]]
+    _, chosen_k, pos = best
+    ranking = list(rankings)[pos]
+    per_ranking = []  # each ranking's own choice, measured on test (for the report)
+    for name, order in rankings.items():
+        c = curves[name]
+        r = int(np.argmin(np.where(allowed(c), c[:, 0], np.inf)))
+        t = rates(test_game, order, [grid[r]])[0]
+        per_ranking.append({"ranking": name, "removed": grid[r],
+                            "select_success": float(c[r, 0]),
+                            "select_clean_accuracy": float(c[r, 1]),
+                            "test_success": float(t[0]), "test_clean_accuracy": float(t[1])})
+    order_idx = rankings[ranking]
+    select_curve = curves[ranking]
+    value_curve = rates(game, order_idx, grid)
+    test_curve = rates(test_game, order_idx, grid)
     order = [game.players[i] for i in order_idx]
     removed = order[:chosen_k]
-    say(f"chosen on validation: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
-        f"(clean weight {lam:g})")
+    say(f"chosen on the selection part: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
+        f"(ranking {ranking})")
 
     repaired = repair(model, game, removed)
     table: dict[str, dict[str, float]] = {}
@@ -330,6 +390,7 @@ def run_adversarial(
             "transfer_attack_success": attack_success(net, adv_transfer, t_test),
             "whitebox_attack_success": attack_success(net, whitebox, t_test),
         }
+    nan = float("nan")
     if chosen_k > 0 and random_draws > 0:
         rng = np.random.default_rng([seed, 0xAD5])
         rmasks = np.ones((random_draws, n), dtype=bool)
@@ -339,61 +400,88 @@ def run_adversarial(
         table[f"random {chosen_k} (mean of {random_draws})"] = {
             "clean_accuracy": float(rv[:, i_clean].mean()),
             "original_attack_success": float(rv[:, i_succ].mean()),
-            "transfer_attack_success": float("nan"),
-            "whitebox_attack_success": float("nan"),
+            "transfer_attack_success": nan, "whitebox_attack_success": nan,
+        }
+    search = None
+    if search_steps > 0:
+        say(f"greedy-search control: {search_steps} steps of {n} removals each")
+        floor = float(select_game(np.ones((1, n), dtype=bool))[0, i_clean]) - max_clean_drop
+        path = greedy_search(select_game, n, lambda v: np.where(
+            v[:, i_clean] >= floor - 1e-12, -v[:, i_succ], -np.inf), search_steps)
+        sc = rates(select_game, path, range(len(path) + 1))
+        r = int(np.argmin(np.where(allowed(sc), sc[:, 0], np.inf)))
+        t = rates(test_game, path, [r])[0]
+        search = {"k": r, "units": [game.players[i] for i in path[:r]],
+                  "path": [game.players[i] for i in path],
+                  "select_success": float(sc[r, 0]), "select_clean_accuracy": float(sc[r, 1]),
+                  "test_success": float(t[0]), "test_clean_accuracy": float(t[1]),
+                  "evaluations": int(sum(n - j for j in range(len(path))))}
+        table[f"greedy search {r} (control)"] = {
+            "clean_accuracy": float(t[1]), "original_attack_success": float(t[0]),
+            "transfer_attack_success": nan, "whitebox_attack_success": nan,
         }
     settings = {
         "seed": seed, "method": method, "max_evaluations": max_evaluations,
+        "estimator_options": dict(estimator_options or {}),
         "players": players, "n_players": n, "clean_weights": list(clean_weights),
-        "k_grid": grid, "max_clean_drop": max_clean_drop, "random_draws": random_draws,
-        "replacement": "mean", "reference": "mean activations on the clean validation images",
+        "knapsack": knapsack, "rankings": list(rankings), "k_grid": grid,
+        "max_clean_drop": max_clean_drop, "selection_fraction": selection_fraction,
+        "search_steps": search_steps, "random_draws": random_draws,
+        "replacement": replacement, "reference": "activations on the clean validation images",
+        "value_images": len(vi), "selection_images": len(si), "test_images": len(s.y_test),
         "targets": "uniform over the 9 wrong classes, one per image",
         "threads": torch.get_num_threads(),
     }
-    result = AdversarialResult(setup, attack, values, lam, order, grid, val_curve, test_curve,
-                               chosen_k, removed, table, selection, per_weight, repaired,
-                               settings)
+    result = AdversarialResult(setup, attack, values, ranking, order, grid, value_curve,
+                               select_curve, test_curve, chosen_k, removed, table, search,
+                               selection, per_ranking, repaired, settings)
     result.wall_time = time.perf_counter() - started
     return result
 
 
 def write_adversarial(result: AdversarialResult, out_dir: str | os.PathLike[str],
                       plot: bool = True) -> dict[str, Path]:
-    """Write the table, selection curve, values, repaired model, plot and summary."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"table": out / "adversarial.csv", "selection": out / "selection.csv",
-             "values": out / "values", "model": out / "repaired_model.pt",
-             "summary": out / "summary.json"}
-    _write(files["table"], _csv(result.rows()))
-    _write(files["selection"], _csv(result.selection))
-    result.values.save(files["values"])
-    save_repaired(result.repaired, files["model"], {
-        "removed": result.removed,
-        "how": "units replaced by their mean activation on the clean validation images",
-        "load": "neuronshapley.repair.load_repaired(neuronshapley.zoo.DigitsCNN(), "
-                "'repaired_model.pt')",
-        "architecture": type(result.setup.model).__name__,
-    })
-    if plot:
-        files["plot"] = out / "adversarial.png"
-        plot_adversarial(result, files["plot"])
-    result.files = files
-    summary = {**result.to_json(), "files": {k: str(v) for k, v in files.items()}}
-    _write(files["summary"], json.dumps(_json_safe(summary), indent=2) + "\n")
-    return files
+    """Write the tables, values, repaired model, plot and summary."""
+    curve_rows = []
+    for r, k in enumerate(result.k_grid):
+        row: dict[str, Any] = {"removed": k}
+        for split, curve in (("value", result.value_curve), ("selection", result.select_curve),
+                             ("test", result.test_curve)):
+            row[f"{split} success"] = float(curve[r, 0])
+            row[f"{split} clean_accuracy"] = float(curve[r, 1])
+        row["chosen"] = int(k == result.chosen_k)
+        curve_rows.append(row)
+
+    def summary(files: dict[str, Path]) -> dict[str, Any]:
+        result.files = files
+        return result.to_json()
+
+    return write_repair_files(
+        out_dir,
+        {"table": ("adversarial.csv", result.rows()),
+         "selection": ("selection.csv", result.selection), "curve": ("curve.csv", curve_rows)},
+        result.values, result.repaired,
+        {"removed": result.removed,
+         "how": f"units replaced as in the game ({result.settings['replacement']} over the "
+                "clean validation images)",
+         "load": "neuronshapley.repair.load_repaired(neuronshapley.zoo.DigitsCNN(), "
+                 "'repaired_model.pt')",
+         "architecture": type(result.setup.model).__name__},
+        summary, (lambda path: plot_adversarial(result, path)) if plot else None,
+        "adversarial.png",
+    )
 
 
 def plot_adversarial(result: AdversarialResult, path: str | os.PathLike[str]) -> Path:
-    """Attack success and clean accuracy (validation, test) as the top units are removed."""
+    """Attack success and clean accuracy (selection part, test) as the top units go."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, curve, split in ((axes[0], result.val_curve, "validation (values, choice of k)"),
-                             (axes[1], result.test_curve, "test (held out)")):
+    for ax, curve, split in ((axes[0], result.select_curve, "selection part of validation "
+                              "(choice of k)"), (axes[1], result.test_curve, "test (held out)")):
         ax.plot(result.k_grid, 100 * curve[:, 0], marker=".", color="tab:red",
                 label="original attack success")
         ax.plot(result.k_grid, 100 * curve[:, 1], marker=".", color="tab:blue",
@@ -401,7 +489,7 @@ def plot_adversarial(result: AdversarialResult, path: str | os.PathLike[str]) ->
         ax.axhline(50 * curve[0, 0], color="tab:red", ls=":", lw=1, label="half the success")
         ax.axvline(result.chosen_k, color="grey", lw=1)
         ax.set_title(split, fontsize=10)
-        ax.set_xlabel(f"units removed (by phi(success) - {result.clean_weight:g} phi(clean))")
+        ax.set_xlabel(f"units removed (ranking {result.ranking})")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("%")
     axes[0].legend(fontsize=8)

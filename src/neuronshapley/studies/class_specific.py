@@ -2,16 +2,18 @@
 
 One estimation gives every class's values: the game's metric is the vector
 ``class_recall`` (M, C), so every forward pass yields all C recalls, and a permutation walk
-gives every class's marginal of every unit it visits. We therefore use ``method="truncated"``
-(or ``"permutation"``): Monte-Carlo walks whose samples serve all classes at once, so one run
-with one budget gives unbiased values for every class with per-class intervals. TMAB's bandit
+gives every class's marginal of every unit it visits. We therefore use walks:
+``method="auto"`` (truncated walks with unbiased roulette truncation and position strata),
+``"truncated"`` or ``"permutation"``, whose samples serve all classes at once, so one run
+with one budget gives values for every class with per-class intervals. TMAB's bandit
 (``output=c``) would spend its budget certifying one class's top-k and would need C runs for
 C classes. A walk is truncated only when *every* class's recall is dead.
 
 Overall accuracy is the class-frequency-weighted mean of the class recalls,
 ``acc = sum_c (n_c / N) recall_c``, and Shapley values are linear in the game, so the units'
 values for overall accuracy follow from the same run: ``phi_acc = phi_recall @ (n_c / N)``
-(exactly, walk by walk, for the walks' marginals with zero or shared truncation fill).
+(exactly, walk by walk: truncation, its fill and the roulette's rescaling act on whole walks,
+the same for every output).
 
 Following the paper, units in the top ``exclude_fraction`` (20%) for overall accuracy are set
 aside: they matter for every class. For each chosen class c, the remaining units are ranked by
@@ -173,7 +175,7 @@ def run_class_specific(
     class_names: Sequence[str] | None = None,
     players: PlayerSet | Sequence[str] | str | None = None,
     replacement: str = "mean",
-    method: str = "truncated",
+    method: str = "auto",
     estimate_options: Mapping[str, Any] | None = None,
     values: ShapleyResult | None = None,
     exclude_fraction: float = 0.2,
@@ -194,8 +196,8 @@ def run_class_specific(
             examples.
         heldout_inputs, heldout_targets: data the removal check is measured on.
         classes: target classes (default: all C).
-        method: ``"truncated"`` or ``"permutation"`` (one run gives every class; see module
-            doc) or ``"exact"`` for tiny models.
+        method: ``"auto"``, ``"truncated"`` or ``"permutation"`` (one run gives every class;
+            see module doc) or ``"exact"`` for tiny models.
         estimate_options: options of :func:`neuronshapley.estimate` (``max_evaluations``...).
         values: a precomputed class-recall result (n, C) to use instead of estimating.
         exclude_fraction: share of units, top for overall accuracy, set aside.
@@ -206,11 +208,13 @@ def run_class_specific(
     """
     say = log or (lambda _msg: None)
     started = time.perf_counter()
-    if method not in ("truncated", "permutation", "exact"):
+    if method not in ("auto", "truncated", "permutation", "exact"):
         raise ValueError(
-            f"method must be 'truncated', 'permutation' or 'exact' (one run for every class), "
-            f"got {method!r}"
+            f"method must be 'auto', 'truncated', 'permutation' or 'exact' (one run for every "
+            f"class), got {method!r}"
         )
+    if method == "auto" and (estimate_options or {}).get("k") is not None:
+        raise ValueError("method 'auto' with k would run TMAB on one class: leave k out")
     if not 0 <= exclude_fraction < 1:
         raise ValueError(f"exclude_fraction must be in [0, 1), got {exclude_fraction}")
     gopts = dict(game_options or {})

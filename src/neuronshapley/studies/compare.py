@@ -223,7 +223,7 @@ def run_compare(
     replacement: str = "mean",
     value_extra: Any = None,
     heldout_extra: Any = None,
-    shapley_method: str | None = "tmab",
+    shapley_method: str | None = "auto",
     shapley_options: Mapping[str, Any] | None = None,
     baselines: Sequence[str] = BASELINES,
     rankings: Mapping[str, ShapleyResult] | None = None,
@@ -250,7 +250,11 @@ def run_compare(
         metric: a scalar metric (name or callable), larger = better.
         players: which units (see :class:`ModelGame`).
         shapley_method, shapley_options: passed to :func:`neuronshapley.estimate`
-            (``seed`` is ``seed``). ``shapley_method=None`` leaves Shapley out.
+            (``seed`` is ``seed``). The default ``"auto"`` runs truncated walks with roulette
+            truncation and position strata (the best anytime estimator measured in
+            ``benchmarks/``); ``"tmab"`` (with ``k`` in the options) certifies a top-k when
+            its budget suffices (:func:`shapley_options` builds the options of a setup for
+            a method). ``shapley_method=None`` leaves Shapley out.
         baselines: names from :data:`neuronshapley.baselines.BASELINES`.
         rankings: precomputed results by name (e.g. ``{"shapley": ShapleyResult.load(...)}``),
             used instead of computing them.
@@ -415,7 +419,7 @@ def study_setup(name: str = "digits", seed: int = 0, cache_dir: str | os.PathLik
             f"digits CNN ({model.arch_id}, 80 conv filters), accuracy; values on "
             f"{len(data.y_test)} test images, held-out check on {len(data.y_train)} "
             "training images", [str(c) for c in range(10)],
-            {"shapley_options": {"k": 10, "max_evaluations": 6000}, "max_k": None,
+            {"shapley_options": {"max_evaluations": 20000}, "tmab_k": 10, "max_k": None,
              "small_k": 10},
         )
     if name == "onet":
@@ -430,10 +434,29 @@ def study_setup(name: str = "digits", seed: int = 0, cache_dir: str | os.PathLik
             + (" and dense5 units" if include_dense else "")
             + f", mean log-probability of the true label; values on {len(value.y)} LFW-subset "
             f"images, held-out check on {len(held.y)}", ["nonface", "face"],
-            {"shapley_options": {"k": 10, "max_evaluations": 4000},
+            {"shapley_options": {"max_evaluations": 40000}, "tmab_k": 10,
              "game_options": {"walk_sample": 32}, "max_k": 60, "small_k": 10},
         )
     raise ValueError(f"unknown study model {name!r}; choose one of {STUDY_MODELS}")
+
+
+def shapley_options(setup: StudySetup, method: str, max_evaluations: int | None = None,
+                    k: int | None = None) -> dict[str, Any]:
+    """The estimator options of ``setup`` for ``method``: its default budget (or
+    ``max_evaluations``) and, for ``"tmab"`` only, the top-k to separate (``k``, default the
+    setup's ``tmab_k``, 10). ``k`` with another method is an error (``"auto"`` given a ``k``
+    would silently switch to TMAB)."""
+    opts: dict[str, Any] = dict(setup.defaults.get("shapley_options", {}))
+    if max_evaluations is not None:
+        opts["max_evaluations"] = int(max_evaluations)
+    if method == "tmab":
+        opts["k"] = int(k if k is not None else opts.get("k", setup.defaults.get("tmab_k", 10)))
+    elif k is not None:
+        raise ValueError(f"k (the top set TMAB separates) applies to method 'tmab' only, "
+                         f"not {method!r}")
+    else:
+        opts.pop("k", None)
+    return opts
 
 
 # ------------------------------------------------------------------------------ files
@@ -519,6 +542,7 @@ __all__ = [
     "plot_compare",
     "removal_curves",
     "run_compare",
+    "shapley_options",
     "units_to_level",
     "write_compare",
 ]

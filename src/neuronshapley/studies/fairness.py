@@ -2,21 +2,28 @@
 
 Recipe (Neuron Shapley, §4.3), on a model with a known bias:
 
-1. One estimation on the **validation** split values every unit for every group score at
-   once: the game's metric is the vector :func:`group_scores` (accuracy and class-balanced
-   accuracy of each group, from the same forward passes), estimated with truncated
-   Monte-Carlo walks whose samples serve all outputs.
-2. Units are ranked by their value for the **target** output (the under-served group's
-   score), most negative first: those are the units that hurt that group.
-   Optionally units that carry overall accuracy are protected: the ranking is by
-   ``phi(target) - mu * phi(overall)`` (``mu = 0`` is the paper's ranking; values are linear
-   in the game, so every ``mu`` comes from the same estimate).
-3. ``k`` (and ``mu``) are chosen on the validation split: the best target score among the
-   ``k`` in ``k_grid`` whose overall accuracy (on the deployment mix of groups) drops at most
-   ``max_overall_drop`` below the unrepaired model's.
-4. :func:`~neuronshapley.repair.repair` builds the repaired model; every group's accuracy
-   before and after is measured on the **test** split, which nothing above has seen,
-   beside ``random_draws`` removals of ``k`` random units (a control).
+1. The **validation** split is cut in two parts (``selection_fraction``; examples that
+   share a key, e.g. one digit drawn in two colours, stay together): the *value* part and
+   the *selection* part. The **test** split is used by neither.
+2. One estimation on the value part values every unit for every group score at once: the
+   game's metric is the vector :func:`group_scores` (accuracy and class-balanced accuracy of
+   each group, from the same forward passes). The estimator is a study-level choice
+   (``method="auto"``: truncated walks with unbiased roulette truncation and position
+   strata; ``"tmab"``, ``"truncated"`` and ``"permutation"`` selectable).
+3. Candidate rankings, all from the same values (Shapley values are linear in the game):
+   ``phi(target) - mu * phi(overall)`` for each ``mu`` in ``overall_weights`` (``mu = 0`` is
+   the paper's ranking: most negative value for the under-served group's score first) and,
+   with ``knapsack``, the ratio ranking (:func:`~.repair_common.knapsack_order`): units
+   that hurt the target and help nothing else first, then by the target gain per point of
+   overall accuracy lost.
+4. The ranking and ``k`` are chosen on the **selection** part: the best target score
+   among the ``k`` in ``k_grid`` whose overall accuracy (on the deployment mix of groups)
+   drops at most ``max_overall_drop`` below the unrepaired model's.
+5. :func:`~neuronshapley.repair.repair` builds the repaired model; every group's accuracy
+   before and after is measured on the **test** split, beside ``random_draws`` removals of
+   ``k`` random units and, with ``search_steps``, a greedy search that removes unit by unit
+   whatever helps the target most on the selection part (no values: the control that shows
+   how far removing units can go at all).
 
 Two benchmarks (:func:`fairness_setup`): ``"digits"`` (coloured digits, a colour shortcut
 for the 95% majority, V = minority accuracy) and ``"adult"`` (an MLP on UCI Adult trained
@@ -24,18 +31,17 @@ with only 10% of the female rows kept, V = class-balanced accuracy of women: the
 under-predicts high income for them).
 
 Files written by :func:`write_fairness` into ``out_dir``: ``fairness.csv`` (scores per split,
-model and removal), ``selection.csv`` (every ``mu, k`` tried on validation), ``curve.csv``
-(validation and test scores along the chosen ranking), ``fairness.png``,
-``values/`` (the Shapley values, every output), ``repaired_model.pt`` (state dict;
+model and removal), ``selection.csv`` (every ranking and ``k`` tried), ``curve.csv`` (scores
+on the three splits along the chosen ranking), ``fairness.png``, ``values/`` (the Shapley
+values, every output), ``repaired_model.pt`` (state dict;
 :func:`~neuronshapley.repair.load_repaired`) with ``repaired_model.json``, ``summary.json``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,18 +50,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..estimators import estimate
-from ..files import atomic_write_text as _write
-from ..files import csv_text as _csv
-from ..files import json_safe as _json_safe
 from ..game import ModelGame
-from ..repair import repair, save_repaired
+from ..repair import repair
 from ..result import ShapleyResult, library_versions
 from ..zoo.colored_digits import GroupedData
+from .repair_common import (
+    KNAPSACK,
+    AppendedOutput,
+    estimate_values,
+    greedy_search,
+    knapsack_order,
+    removal_masks,
+    split_indices,
+    write_repair_files,
+)
+from .repair_common import k_grid as _grid
 
 Log = Callable[[str], None]
 BENCHMARKS = ("digits", "adult")
 SCORES = ("accuracy", "balanced")
+SPLITS = ("value", "selection", "test")
 
 __all__ = [
     "BENCHMARKS",
@@ -135,6 +149,13 @@ class GroupScores:
         return cls(tuple(map(float, values[:g])), tuple(map(float, values[g : 2 * g])),
                    tuple(map(float, weights)), float(pooled))
 
+    @classmethod
+    def mean(cls, scores: Sequence[GroupScores]) -> GroupScores:
+        """The mean of several scores (e.g. the random-removal draws)."""
+        return cls(*(tuple(np.mean([getattr(r, a) for r in scores], axis=0).tolist())
+                     for a in ("accuracy", "balanced", "weights")),
+                   float(np.mean([r.pooled for r in scores])))
+
 
 # ------------------------------------------------------------------------------ setup
 @dataclass
@@ -152,18 +173,26 @@ class FairnessSetup:
     players: Sequence[str] | str | None
     description: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: validation examples with the same key stay in the same part of the validation split
+    val_keys: np.ndarray | None = None
 
 
 def fairness_setup(
-    name: str = "digits", seed: int = 0, epochs: int | None = None, max_train: int | None = None
+    name: str = "digits", seed: int = 0, epochs: int | None = None, max_train: int | None = None,
+    minority_keep: float = 0.1,
 ) -> FairnessSetup:
-    """Build (train, seconds) one benchmark: ``"digits"`` or ``"adult"``."""
+    """Build (train, seconds) one benchmark: ``"digits"`` or ``"adult"``.
+
+    ``minority_keep`` (Adult): share of the female training rows kept (1.0 trains the
+    unbiased reference model).
+    """
     if name == "digits":
         from ..zoo.colored_digits import MINORITY, load_colored_digits, train_colored_digits_cnn
 
         data = load_colored_digits(seed=seed)
         model = train_colored_digits_cnn(data, epochs=epochs or 20, seed=seed)
         maj = data.majority_fraction
+        half = len(data.val) // 2  # validation digit i is example i (majority) and i + half
         return FairnessSetup(
             "digits", model, data.train, data.val, data.test, ("majority", "minority"),
             (maj, 1 - maj), "accuracy[minority]", ["features.*", "classifier.1"],
@@ -171,19 +200,20 @@ def fairness_setup(
             f"for the minority ({int((data.train.group == MINORITY).sum())} training images); "
             "CNN 16-32-32 conv filters + 64 hidden units",
             {"train_images": len(data.train)},
+            np.arange(len(data.val)) % half,
         )
     if name == "adult":
         from ..zoo.tabular import load_adult, train_tabular_mlp
 
-        keep = 0.1
-        data = load_adult("sex", seed=seed, minority_keep=keep, max_train=max_train)
+        data = load_adult("sex", seed=seed, minority_keep=minority_keep, max_train=max_train)
         model = train_tabular_mlp(data, epochs=epochs or 8, seed=seed)
         share = float((data.val.group == 1).double().mean())
         return FairnessSetup(
             "adult", model, data.train, data.val, data.test, data.group_names,
             (1 - share, share), "balanced[female]", None,
-            f"UCI Adult (income > 50K), MLP 64-32 trained with {keep:.0%} of the female rows "
-            f"kept ({int((data.train.group == 1).sum())} of {len(data.train)} training rows)",
+            f"UCI Adult (income > 50K), MLP 64-32 trained with {minority_keep:.0%} of the "
+            f"female rows kept ({int((data.train.group == 1).sum())} of {len(data.train)} "
+            "training rows)",
             {"train_rows": len(data.train), "features": data.num_features},
         )
     raise ValueError(f"unknown fairness benchmark {name!r}; choose one of {BENCHMARKS}")
@@ -192,21 +222,28 @@ def fairness_setup(
 # ------------------------------------------------------------------------------ study
 @dataclass
 class FairnessResult:
-    """What :func:`run_fairness` found; scores are fractions in [0, 1]."""
+    """What :func:`run_fairness` found; scores are fractions in [0, 1].
+
+    Curves are (len(k_grid), 2G) group scores after removing the first k units of the chosen
+    ranking, on the value part, the selection part (where k was chosen) and the test split
+    (for the plot and the hindsight ceiling only).
+    """
 
     setup: FairnessSetup
     values: ShapleyResult
-    overall_weight: float  # mu of the chosen ranking phi(target) - mu * phi(overall)
-    order: list[str]  # units by increasing phi(target) - mu * phi(overall)
+    ranking: str  # the chosen candidate: "mu=<w>" or "knapsack"
+    order: list[str]  # units in the chosen ranking's order
     k_grid: list[int]
-    val_curve: np.ndarray  # (len(k_grid), 2G) group scores on validation after removing k
-    test_curve: np.ndarray  # same on test (for the plot only; k is not chosen on it)
+    value_curve: np.ndarray
+    select_curve: np.ndarray
+    test_curve: np.ndarray
     chosen_k: int
     removed: list[str]
-    scores: dict[str, GroupScores]  # "<split>/<model>": val|test x original|repaired
+    scores: dict[str, GroupScores]  # "<split>/<model>": value|selection|test x original|repaired
     random_test: list[GroupScores]  # test scores after removing k random units
-    selection: list[dict[str, Any]]  # every (weight, k) tried on validation
-    per_weight: list[dict[str, Any]]  # each weight's own validation choice, and its test scores
+    search: dict[str, Any] | None  # the greedy-search control (units, k, test scores)
+    selection: list[dict[str, Any]]  # every (ranking, k) tried on the selection part
+    per_ranking: list[dict[str, Any]]  # each ranking's own choice, and its test scores
     repaired: nn.Module
     settings: dict[str, Any]
     wall_time: float = 0.0
@@ -219,31 +256,22 @@ class FairnessResult:
     def change(self, split: str = "test") -> dict[str, float]:
         """Repaired minus original, in accuracy points (x100), per group and overall."""
         a, b = self.scores[f"{split}/original"], self.scores[f"{split}/repaired"]
-        out = {f"accuracy[{g}]": 100 * (b.accuracy[i] - a.accuracy[i])
-               for i, g in enumerate(self.setup.group_names)}
-        out.update({f"balanced[{g}]": 100 * (b.balanced[i] - a.balanced[i])
-                    for i, g in enumerate(self.setup.group_names)})
-        out["overall"] = 100 * (b.overall - a.overall)
-        out["pooled"] = 100 * (b.pooled - a.pooled)
-        return out
+        return _change(a, b, self.setup.group_names)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Table rows: one per split and model (original, repaired, random control)."""
-        out = []
-        keys = [("val", "original"), ("val", "repaired"), ("test", "original"),
-                ("test", "repaired")]
-        entries = [(s, m, self.scores[f"{s}/{m}"]) for s, m in keys]
+        """Table rows: one per split and model (original, repaired, controls on test)."""
+        entries = [(s, m, self.chosen_k if m == "repaired" else 0, self.scores[f"{s}/{m}"])
+                   for s in SPLITS for m in ("original", "repaired")
+                   if f"{s}/{m}" in self.scores]
         if self.random_test:
-            mean = GroupScores(
-                *(tuple(np.mean([getattr(r, a) for r in self.random_test], axis=0).tolist())
-                  for a in ("accuracy", "balanced", "weights")),
-                float(np.mean([r.pooled for r in self.random_test])),
-            )
             entries.append(("test", f"random {self.chosen_k} (mean of {len(self.random_test)})",
-                            mean))
-        for split, model, sc in entries:
-            row: dict[str, Any] = {"split": split, "model": model,
-                                   "removed": 0 if model == "original" else self.chosen_k}
+                            self.chosen_k, GroupScores.mean(self.random_test)))
+        if self.search is not None:
+            entries.append(("test", "greedy search (control)", self.search["k"],
+                            self.search["test"]))
+        out = []
+        for split, model, k, sc in entries:
+            row: dict[str, Any] = {"split": split, "model": model, "removed": k}
             for i, g in enumerate(self.setup.group_names):
                 row[f"accuracy[{g}]"] = sc.accuracy[i]
             for i, g in enumerate(self.setup.group_names):
@@ -272,8 +300,8 @@ class FairnessResult:
         flat_before = [*before.accuracy, *before.balanced]
         flat_after = [*after.accuracy, *after.balanced]
         return (
-            f"Removing {self.chosen_k} unit{'' if self.chosen_k == 1 else 's'} (chosen on "
-            f"validation) moves test {t} from "
+            f"Removing {self.chosen_k} unit{'' if self.chosen_k == 1 else 's'} (ranking "
+            f"{self.ranking}, chosen on the selection part of validation) moves test {t} from "
             f"{100 * flat_before[i]:.1f}% to {100 * flat_after[i]:.1f}% "
             f"({ch[t]:+.1f} points); overall accuracy on the deployment mix "
             f"{100 * before.overall:.1f}% -> {100 * after.overall:.1f}% ({ch['overall']:+.1f})."
@@ -281,6 +309,12 @@ class FairnessResult:
 
     def to_json(self) -> dict[str, Any]:
         info = self.values.info
+        search = None
+        if self.search is not None:
+            search = {**self.search, "test": self.search["test"].__dict__,
+                      "change_test_points": _change(self.scores["test/original"],
+                                                    self.search["test"],
+                                                    self.setup.group_names)}
         return {
             "benchmark": self.setup.name,
             "description": self.setup.description,
@@ -288,15 +322,16 @@ class FairnessResult:
             "groups": list(self.setup.group_names),
             "deployment_weights": list(self.setup.weights),
             "chosen_k": self.chosen_k,
-            "overall_weight": self.overall_weight,
+            "ranking": self.ranking,
             "removed": self.removed,
             "table": self.rows(),
             "change_test_points": self.change("test"),
             "selection": self.selection,
-            "per_weight": self.per_weight,
+            "per_ranking": self.per_ranking,
+            "greedy_search": search,
             "estimate": {"method": self.values.method,
                          "evaluations": int(self.values.evaluations),
-                         "walks": info.get("walks"),
+                         "walks": info.get("walks"), "auto": info.get("auto"),
                          "wall_time_s": round(self.values.wall_time, 3)},
             "interpretation": self.interpretation(),
             "settings": self.settings,
@@ -304,6 +339,15 @@ class FairnessResult:
             "setup_info": self.setup.info,
             "versions": library_versions(),
         }
+
+
+def _change(a: GroupScores, b: GroupScores, groups: Sequence[str]) -> dict[str, float]:
+    out = {f"accuracy[{g}]": 100 * (b.accuracy[i] - a.accuracy[i]) for i, g in enumerate(groups)}
+    out.update({f"balanced[{g}]": 100 * (b.balanced[i] - a.balanced[i])
+                for i, g in enumerate(groups)})
+    out["overall"] = 100 * (b.overall - a.overall)
+    out["pooled"] = 100 * (b.pooled - a.pooled)
+    return out
 
 
 @torch.inference_mode()
@@ -315,32 +359,50 @@ def evaluate_groups(model: nn.Module, data: GroupedData, weights: Sequence[float
     return GroupScores.from_values(values, weights, pooled)
 
 
+def _subset(data: GroupedData, idx: np.ndarray) -> GroupedData:
+    i = torch.as_tensor(idx)
+    return GroupedData(data.x[i], data.y[i], data.group[i])
+
+
 def run_fairness(
     setup: FairnessSetup,
-    max_evaluations: int = 4000,
-    method: str = "truncated",
+    max_evaluations: int = 16000,
+    method: str = "auto",
     seed: int = 0,
     k_grid: Sequence[int] | None = None,
     max_overall_drop: float = 0.05,
     overall_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5),
+    knapsack: bool = True,
+    selection_fraction: float = 0.5,
+    replacement: str = "mean",
+    search_steps: int = 0,
     random_draws: int = 10,
+    estimator_options: Mapping[str, Any] | None = None,
     progress: bool | Callable[[dict[str, Any]], None] = False,
     log: Log | None = None,
 ) -> FairnessResult:
-    """Value units for every group score on validation, remove the worst for the target.
+    """Value units for every group score, remove the worst for the target, re-measure.
 
     Args:
         setup: the benchmark (:func:`fairness_setup`).
         max_evaluations: budget of game evaluations of the estimator.
-        method: ``"truncated"`` or ``"permutation"`` (walks serve all outputs at once).
-        seed: seed of the estimator and of the random control.
-        k_grid: numbers of removed units tried on validation (default 0..30, then by 5 to 60).
-        max_overall_drop: largest drop of validation overall accuracy (deployment mix)
-            allowed when choosing ``k`` (0.05 = 5 points).
-        overall_weights: weights ``mu`` of the ranking ``phi(target) - mu * phi(overall)``
-            tried on validation (0 is the paper's ranking by the target alone; every weight
-            comes from the same estimate, as Shapley values are linear in the game).
+        method: estimator, one of :data:`~.repair_common.ESTIMATORS` (``"auto"``: truncated
+            walks, roulette truncation, position strata; ``"tmab"`` separates the units most
+            harmful to the target).
+        seed: seed of the split, the estimator and the random control.
+        k_grid: numbers of removed units tried (default 0..30, then by 5 to 60).
+        max_overall_drop: largest drop of overall accuracy (deployment mix) on the selection
+            part allowed when choosing ``k`` (0.05 = 5 points).
+        overall_weights: weights ``mu`` of the rankings ``phi(target) - mu * phi(overall)``
+            (0 is the paper's ranking by the target alone).
+        knapsack: also try the ratio ranking (see the module doc).
+        selection_fraction: share of the validation split kept for choosing the ranking and
+            ``k`` (the rest values the units); 0 values and chooses on the whole split.
+        replacement: how removed units are replaced, for the values and the repaired model
+            alike (``"mean"`` activation over validation, ``"zero"``, ``"channel"``).
+        search_steps: with > 0, the greedy-search control (that many steps).
         random_draws: random removals of ``k`` units measured on test as a control.
+        estimator_options: more :func:`neuronshapley.estimate` options.
     """
     say = log or (lambda _msg: None)
     started = time.perf_counter()
@@ -348,61 +410,85 @@ def run_fairness(
     if setup.target not in names:
         raise ValueError(f"target {setup.target!r} is not one of {names}")
     t_idx = names.index(setup.target)
-    metric = _named_metric(setup.group_names)
-    game = ModelGame(setup.model, setup.val.x, setup.val.y, metric=metric,
-                     players=setup.players, extra=setup.val.group)
-    test_game = ModelGame(setup.model, setup.test.x, setup.test.y, metric=metric,
-                          players=game.players_set, reference=setup.val.x,
-                          extra=setup.test.group)
-    n = game.n_players
-    say(f"{setup.name}: {n} units; V = {', '.join(names)} on {len(setup.val)} validation "
-        f"examples; {method} Monte-Carlo, {max_evaluations} evaluations")
-    values = estimate(game, method=method, seed=seed, max_evaluations=max_evaluations,
-                      progress=progress)
-    values.info.update(game=repr(game), benchmark=setup.name, target=setup.target)
-    grid = sorted({k for k in (k_grid if k_grid is not None else
-                               [*range(0, 31), *range(35, 61, 5)]) if 0 <= k <= n} | {0})
-    w = np.asarray(setup.weights)
     g = len(setup.group_names)
-    phi_overall = values.values[:, :g] @ w  # Shapley values are linear in the game
+    w = np.asarray(setup.weights)
+    metric = _named_metric(setup.group_names)
+    value_idx, select_idx = split_indices(len(setup.val), selection_fraction, seed,
+                                          keys=setup.val_keys, strata=setup.val.group.numpy())
+    value_data, select_data = _subset(setup.val, value_idx), _subset(setup.val, select_idx)
+
+    def make(data: GroupedData, players: Any) -> ModelGame:
+        return ModelGame(setup.model, data.x, data.y, metric=metric, players=players,
+                         reference=setup.val.x, replacement=replacement, extra=data.group)
+
+    game = make(value_data, setup.players)
+    select_game = game if selection_fraction == 0 else make(select_data, game.players_set)
+    test_game = make(setup.test, game.players_set)
+    n = game.n_players
+    say(f"{setup.name}: {n} units; V = {', '.join(names)} on {len(value_data)} validation "
+        f"examples (k chosen on {len(select_data)}); {method}, {max_evaluations} evaluations")
+    estimated: Any = game
+    if method == "tmab":  # the bandit separates the largest values: give it minus the target
+        estimated = AppendedOutput(game, t_idx, f"minus {setup.target}")
+    values = estimate_values(estimated, method, max_evaluations, seed, estimator_options,
+                             progress, tmab_output=len(names))
+    values.info.update(game=repr(game), benchmark=setup.name, target=setup.target)
+    phi = values.values[:, : len(names)]
+    grid = _grid(k_grid, n)
+    phi_overall = phi[:, :g] @ w  # Shapley values are linear in the game
+    rankings: dict[str, np.ndarray] = {
+        f"mu={mu:g}": np.argsort(phi[:, t_idx] - mu * phi_overall, kind="stable")
+        for mu in overall_weights}
+    if knapsack:
+        rankings[KNAPSACK] = knapsack_order(-phi[:, t_idx], phi_overall)
+    if not rankings:
+        raise ValueError("no ranking to try: give overall_weights or knapsack=True")
+
+    def allowed(curve: np.ndarray) -> np.ndarray:
+        overall = curve[:, :g] @ w
+        return overall >= overall[0] - max_overall_drop - 1e-12
+
     selection: list[dict[str, Any]] = []
-    best: tuple[float, int, float] | None = None  # (-val target, k, weight)
-    curves: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-    for mu in overall_weights:
-        order_mu = np.argsort(values.values[:, t_idx] - mu * phi_overall, kind="stable")
-        curve = game(_removal_masks(order_mu, n, grid))
-        curves[float(mu)] = (order_mu, curve)
+    best: tuple[float, int, int] | None = None  # (-selection target, k, ranking position)
+    curves: dict[str, np.ndarray] = {}
+    for pos, (name, order) in enumerate(rankings.items()):
+        curve = select_game(removal_masks(order, n, grid))
+        curves[name] = curve
+        ok = allowed(curve)
         overall = curve[:, :g] @ w
         for r, k in enumerate(grid):
-            ok = bool(overall[r] >= overall[0] - max_overall_drop - 1e-12)
-            selection.append({"overall_weight": float(mu), "removed": k,
-                              "val_target": float(curve[r, t_idx]),
-                              "val_overall": float(overall[r]), "allowed": int(ok)})
-            cand = (-float(curve[r, t_idx]), k, float(mu))
-            if ok and (best is None or cand < best):
+            selection.append({"ranking": name, "removed": k,
+                              "select_target": float(curve[r, t_idx]),
+                              "select_overall": float(overall[r]), "allowed": int(ok[r])})
+            cand = (-float(curve[r, t_idx]), k, pos)
+            if ok[r] and (best is None or cand < best):
                 best = cand
     assert best is not None  # k = 0 is always allowed
-    _, chosen_k, mu = best
-    per_weight = []  # each weight's own validation choice, measured on test (for the report)
-    for wt, (o, c) in curves.items():
-        ov = c[:, :g] @ w
-        ok = ov >= ov[0] - max_overall_drop - 1e-12
-        r = int(np.argmax(np.where(ok, c[:, t_idx], -np.inf)))
-        tv = test_game(_removal_masks(o, n, [grid[r]]))[0]
-        per_weight.append({"overall_weight": wt, "removed": grid[r],
-                           "val_target": float(c[r, t_idx]), "val_overall": float(ov[r]),
-                           "test_target": float(tv[t_idx]),
-                           "test_overall": float(tv[:g] @ w)})
-    order_idx, val_curve = curves[mu]
-    test_curve = test_game(_removal_masks(order_idx, n, grid))
+    _, chosen_k, pos = best
+    ranking = list(rankings)[pos]
+    per_ranking = []  # each ranking's own choice, measured on test (for the report)
+    for name, order in rankings.items():
+        c = curves[name]
+        r = int(np.argmax(np.where(allowed(c), c[:, t_idx], -np.inf)))
+        tv = test_game(removal_masks(order, n, [grid[r]]))[0]
+        per_ranking.append({"ranking": name, "removed": grid[r],
+                            "select_target": float(c[r, t_idx]),
+                            "select_overall": float(c[r, :g] @ w),
+                            "test_target": float(tv[t_idx]), "test_overall": float(tv[:g] @ w)})
+    order_idx = rankings[ranking]
+    select_curve = curves[ranking]
+    value_curve = game(removal_masks(order_idx, n, grid))
+    test_curve = test_game(removal_masks(order_idx, n, grid))
     order = [game.players[i] for i in order_idx]
     removed = order[:chosen_k]
-    say(f"chosen on validation: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
-        f"(overall weight {mu:g})")
+    say(f"chosen on the selection part: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
+        f"(ranking {ranking})")
 
     repaired = repair(setup.model, game, removed)
     scores: dict[str, GroupScores] = {}
-    for split, data in (("val", setup.val), ("test", setup.test)):
+    for split, data in (("value", value_data), ("selection", select_data), ("test", setup.test)):
+        if split == "selection" and selection_fraction == 0:
+            continue
         for label, model in (("original", setup.model), ("repaired", repaired)):
             scores[f"{split}/{label}"] = evaluate_groups(model, data, setup.weights)
     rng = np.random.default_rng([seed, 0xFA1])
@@ -413,73 +499,81 @@ def run_fairness(
             rmasks[d, rng.permutation(n)[:chosen_k]] = False
         for row in test_game(rmasks):
             random_test.append(GroupScores.from_values(row, setup.weights, float("nan")))
+    search = None
+    if search_steps > 0:
+        say(f"greedy-search control: {search_steps} steps of {n} removals each")
+        base = select_game(np.ones((1, n), dtype=bool))[0]
+        floor = float(base[:g] @ w) - max_overall_drop - 1e-12
+        path = greedy_search(select_game, n, lambda v: np.where(
+            v[:, :g] @ w >= floor, v[:, t_idx], -np.inf), search_steps)
+        steps = list(range(len(path) + 1))
+        sc = select_game(removal_masks(path, n, steps))
+        r = int(np.argmax(np.where(allowed(sc), sc[:, t_idx], -np.inf)))
+        tv = test_game(removal_masks(path, n, [r]))[0]
+        search = {"k": r, "units": [game.players[i] for i in path[:r]],
+                  "path": [game.players[i] for i in path],
+                  "select_target": float(sc[r, t_idx]), "select_overall": float(sc[r, :g] @ w),
+                  "evaluations": int(sum(n - j for j in range(len(path)))),
+                  "test": GroupScores.from_values(tv, setup.weights, float("nan"))}
     settings = {
         "seed": seed, "method": method, "max_evaluations": max_evaluations,
+        "estimator_options": dict(estimator_options or {}),
         "k_grid": grid, "max_overall_drop": max_overall_drop, "random_draws": random_draws,
-        "overall_weights": list(overall_weights),
-        "players": setup.players, "n_players": n, "replacement": "mean",
-        "reference": "mean activations on the validation split",
-        "val_examples": len(setup.val), "test_examples": len(setup.test),
-        "threads": torch.get_num_threads(),
+        "overall_weights": list(overall_weights), "knapsack": knapsack,
+        "rankings": list(rankings), "selection_fraction": selection_fraction,
+        "search_steps": search_steps,
+        "players": setup.players, "n_players": n, "replacement": replacement,
+        "reference": "activations on the whole validation split",
+        "value_examples": len(value_data), "selection_examples": len(select_data),
+        "test_examples": len(setup.test), "threads": torch.get_num_threads(),
     }
     result = FairnessResult(
-        setup, values, float(mu), order, grid, val_curve, test_curve, chosen_k, removed,
-        scores, random_test, selection, per_weight, repaired, settings,
+        setup, values, ranking, order, grid, value_curve, select_curve, test_curve, chosen_k,
+        removed, scores, random_test, search, selection, per_ranking, repaired, settings,
     )
     result.wall_time = time.perf_counter() - started
     return result
 
 
-def _removal_masks(order: np.ndarray, n: int, grid: Sequence[int]) -> np.ndarray:
-    """Masks (len(grid), n) removing the first k players of ``order`` for each k."""
-    masks = np.ones((len(grid), n), dtype=bool)
-    for r, k in enumerate(grid):
-        masks[r, order[:k]] = False
-    return masks
-
-
 # ------------------------------------------------------------------------------ files
 def write_fairness(result: FairnessResult, out_dir: str | os.PathLike[str],
                    plot: bool = True) -> dict[str, Path]:
-    """Write the table, selection curve, values, repaired model, plot and summary."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"table": out / "fairness.csv", "selection": out / "selection.csv",
-             "values": out / "values", "model": out / "repaired_model.pt",
-             "summary": out / "summary.json"}
-    _write(files["table"], _csv(result.rows()))
+    """Write the table, selection and curve CSVs, values, repaired model, plot and summary."""
     names = score_names(result.setup.group_names)
-    curve_rows = []
     g = len(result.setup.group_names)
+    w = np.asarray(result.setup.weights)
+    curve_rows = []
     for r, k in enumerate(result.k_grid):
         row: dict[str, Any] = {"removed": k}
-        row.update({f"val {nm}": result.val_curve[r, j] for j, nm in enumerate(names)})
-        row["val overall"] = float(result.val_curve[r, :g] @ np.asarray(result.setup.weights))
-        row.update({f"test {nm}": result.test_curve[r, j] for j, nm in enumerate(names)})
+        for split, curve in (("value", result.value_curve), ("selection", result.select_curve),
+                             ("test", result.test_curve)):
+            row.update({f"{split} {nm}": curve[r, j] for j, nm in enumerate(names)})
+            row[f"{split} overall"] = float(curve[r, :g] @ w)
         row["chosen"] = int(k == result.chosen_k)
         curve_rows.append(row)
-    files["curve"] = out / "curve.csv"
-    _write(files["curve"], _csv(curve_rows))
-    _write(files["selection"], _csv(result.selection))
-    result.values.save(files["values"])
-    save_repaired(result.repaired, files["model"], {
-        "benchmark": result.setup.name, "removed": result.removed,
-        "how": "units replaced by their mean activation on the validation split",
-        "load": "neuronshapley.repair.load_repaired(<fresh model of the same architecture>, "
-                "'repaired_model.pt')",
-        "architecture": type(result.setup.model).__name__,
-    })
-    if plot:
-        files["plot"] = out / "fairness.png"
-        plot_fairness(result, files["plot"])
-    result.files = files
-    summary = {**result.to_json(), "files": {k: str(v) for k, v in files.items()}}
-    _write(files["summary"], json.dumps(_json_safe(summary), indent=2) + "\n")
-    return files
+
+    def summary(files: dict[str, Path]) -> dict[str, Any]:
+        result.files = files
+        return result.to_json()
+
+    return write_repair_files(
+        out_dir,
+        {"table": ("fairness.csv", result.rows()), "selection": ("selection.csv",
+                                                                 result.selection),
+         "curve": ("curve.csv", curve_rows)},
+        result.values, result.repaired,
+        {"benchmark": result.setup.name, "removed": result.removed,
+         "how": f"units replaced as in the game ({result.settings['replacement']} over the "
+                "validation split)",
+         "load": "neuronshapley.repair.load_repaired(<fresh model of the same architecture>, "
+                 "'repaired_model.pt')",
+         "architecture": type(result.setup.model).__name__},
+        summary, (lambda path: plot_fairness(result, path)) if plot else None, "fairness.png",
+    )
 
 
 def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
-    """Group accuracies (validation and test) as the most harmful units are removed."""
+    """Group accuracies (selection part, test) as the chosen ranking's units are removed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -488,8 +582,8 @@ def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
     names = result.setup.group_names
     g = len(names)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, curve, split in ((axes[0], result.val_curve, "validation (values, choice of k)"),
-                             (axes[1], result.test_curve, "test (held out)")):
+    for ax, curve, split in ((axes[0], result.select_curve, "selection part of validation "
+                              "(choice of k)"), (axes[1], result.test_curve, "test (held out)")):
         for i, nm in enumerate(names):
             ax.plot(result.k_grid, 100 * curve[:, i], marker=".", label=f"accuracy[{nm}]")
         if result.setup.target.startswith("balanced"):
@@ -499,7 +593,7 @@ def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
                 color="black", ls=":", label="overall (deployment mix)")
         ax.axvline(result.chosen_k, color="grey", lw=1)
         ax.set_title(split, fontsize=10)
-        ax.set_xlabel(f"units removed (by phi(target) - {result.overall_weight:g} phi(overall))")
+        ax.set_xlabel(f"units removed (ranking {result.ranking})")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("%")
     axes[0].legend(fontsize=8)
@@ -509,5 +603,3 @@ def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
-
-

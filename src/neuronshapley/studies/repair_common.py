@@ -1,0 +1,239 @@
+"""What the two repair studies (fairness, adversarial) share.
+
+- :func:`estimate_values`: the study-level estimator choice (``method="auto"`` by default:
+  truncated walks with unbiased roulette truncation and position strata; ``"tmab"``,
+  ``"truncated"`` and ``"permutation"`` stay selectable).
+- :func:`split_indices`: the validation split in two parts, one the values are estimated on,
+  one the ranking and the number of removed units are chosen on, so that the choice is
+  measured on data the values never saw (the test split is seen by neither).
+- :func:`removal_masks`, :func:`knapsack_order`, :func:`greedy_search`: the removal
+  curves, the ratio ranking and the greedy-search control.
+- :func:`write_repair_files`: the file-writing tail (tables, values, repaired model, plot,
+  ``summary.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ..estimators import estimate
+from ..files import atomic_write_text, csv_text, json_safe
+from ..repair import save_repaired
+from ..result import ShapleyResult
+
+#: Estimators a repair study accepts (each returns values for every output of the game).
+ESTIMATORS = ("auto", "truncated", "permutation", "tmab")
+#: Default numbers of removed units tried on the selection split.
+DEFAULT_K_GRID: tuple[int, ...] = (*range(0, 31), *range(35, 61, 5))
+#: Name of the ratio ranking among the candidates.
+KNAPSACK = "knapsack"
+
+__all__ = [
+    "DEFAULT_K_GRID",
+    "ESTIMATORS",
+    "KNAPSACK",
+    "AppendedOutput",
+    "estimate_values",
+    "greedy_search",
+    "k_grid",
+    "knapsack_order",
+    "removal_masks",
+    "split_indices",
+    "write_repair_files",
+]
+
+
+# ------------------------------------------------------------------------------ values
+class AppendedOutput:
+    """``game`` with one more output, ``sign * output[index]``, named ``name``.
+
+    TMAB separates the *largest* values of one output; a study that wants the most negative
+    units of an output gives TMAB this wrapper with ``sign=-1`` and the new output. Every
+    other attribute (``n_players``, ``players``, ``masks_per_pass``...) is the game's.
+    """
+
+    def __init__(self, game: Any, index: int, name: str, sign: float = -1.0) -> None:
+        self._game = game
+        self._index = int(index)
+        self._sign = float(sign)
+        names = list(getattr(game, "output_names", None) or [])
+        self.output_names = [*names, name] if names else None
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._game, attr)
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        v = np.asarray(self._game(masks), dtype=np.float64)
+        v = v[:, None] if v.ndim == 1 else v
+        return np.concatenate([v, self._sign * v[:, self._index : self._index + 1]], axis=1)
+
+
+def estimate_values(
+    game: Any,
+    method: str = "auto",
+    max_evaluations: int = 8000,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    progress: bool | Callable[[dict[str, Any]], None] = False,
+    tmab_output: int = 0,
+) -> ShapleyResult:
+    """Shapley values of every unit for every output of ``game`` (a vector game).
+
+    ``method``: one of :data:`ESTIMATORS`. ``"auto"`` picks truncated walks with roulette
+    truncation and position strata (``neuronshapley.estimate``); ``"tmab"`` ranks output
+    ``tmab_output`` (unless ``options`` name ``output``) and estimates the other outputs
+    from the same samples. ``options``: more :func:`neuronshapley.estimate` options.
+    """
+    if method not in ESTIMATORS:
+        raise ValueError(f"method must be one of {ESTIMATORS}, got {method!r}")
+    opts = dict(options or {})
+    if method == "tmab":
+        opts.setdefault("output", tmab_output)
+    return estimate(game, method=method, seed=seed, max_evaluations=int(max_evaluations),
+                    progress=progress, **opts)
+
+
+# ------------------------------------------------------------------------------- split
+def split_indices(
+    n: int,
+    fraction: float,
+    seed: int,
+    keys: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into a value part and a selection part (``fraction`` of the keys).
+
+    Examples with the same ``keys`` entry go to the same part (e.g. one digit rendered in
+    two colours); keys are split within each stratum (``strata``: one label per example,
+    the label of a key's first example counts), so both parts keep the mix. ``fraction=0``
+    returns every index for both parts (values and choice on the same data).
+    """
+    idx = np.arange(n)
+    if fraction == 0:
+        return idx, idx
+    if not 0 < fraction < 1:
+        raise ValueError(f"selection_fraction must be in [0, 1), got {fraction}")
+    keys = idx if keys is None else np.asarray(keys)
+    strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
+    if keys.shape != (n,) or strata.shape != (n,):
+        raise ValueError("keys and strata need one entry per example")
+    uniq, first = np.unique(keys, return_index=True)
+    rng = np.random.default_rng([seed, 0x5E1])
+    chosen: list[np.ndarray] = []
+    for s in np.unique(strata[first]):
+        members = uniq[strata[first] == s]
+        take = int(round(fraction * len(members)))
+        chosen.append(rng.permutation(members)[:take])
+    pick = np.isin(keys, np.concatenate(chosen) if chosen else np.empty(0))
+    if pick.all() or not pick.any():
+        raise ValueError("the validation split is too small to split for selection")
+    return idx[~pick], idx[pick]
+
+
+# ------------------------------------------------------------------------------ ranking
+def k_grid(grid: Sequence[int] | None, n: int) -> list[int]:
+    """The numbers of removed units tried: ``grid`` (default :data:`DEFAULT_K_GRID`) within
+    0..n, with 0 always in."""
+    return sorted({int(k) for k in (DEFAULT_K_GRID if grid is None else grid)
+                   if 0 <= int(k) <= n} | {0})
+
+
+def removal_masks(order: np.ndarray, n: int, grid: Sequence[int]) -> np.ndarray:
+    """Masks (len(grid), n) removing the first k players of ``order`` for each k."""
+    masks = np.ones((len(grid), n), dtype=bool)
+    for r, k in enumerate(grid):
+        masks[r, np.asarray(order)[:k]] = False
+    return masks
+
+
+def knapsack_order(gain: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Units by what removing them is predicted to gain per unit of what it costs.
+
+    ``gain`` (n,): the predicted improvement from removing each unit (e.g. minus its value
+    for the under-served group); ``cost`` (n,): the predicted loss (its value for overall
+    accuracy). Under additive values, taking units in this order is the greedy answer to
+    "gain the most for a given cost". First the *free* units (gain > 0, cost <= 0: they hurt
+    the target and help nothing else), largest gain first; then units with gain > 0 by
+    decreasing ``gain / cost``; then the rest by decreasing gain.
+    """
+    gain = np.asarray(gain, dtype=np.float64)
+    cost = np.asarray(cost, dtype=np.float64)
+    free = (gain > 0) & (cost <= 0)
+    paid = (gain > 0) & (cost > 0)
+    rest = ~(free | paid)
+    parts = [
+        np.flatnonzero(free)[np.argsort(-gain[free], kind="stable")],
+        np.flatnonzero(paid)[np.argsort(-(gain[paid] / cost[paid]), kind="stable")],
+        np.flatnonzero(rest)[np.argsort(-gain[rest], kind="stable")],
+    ]
+    return np.concatenate(parts).astype(np.int64)
+
+
+def greedy_search(
+    game: Callable[[np.ndarray], np.ndarray], n: int, score: Callable[[np.ndarray], np.ndarray],
+    steps: int,
+) -> np.ndarray:
+    """Greedy removal without values: the control for a Shapley ranking.
+
+    Step ``j`` tries removing each remaining unit (one batched game call on the data the
+    choice is made on) and removes the one with the best ``score`` (a function of the game's
+    outputs (M, d) to (M,), larger is better; ``-inf`` for a removal not allowed). Returns
+    the units in the order removed (at most ``steps``; it stops when nothing is allowed).
+    """
+    keep = np.ones(n, dtype=bool)
+    order: list[int] = []
+    for _ in range(min(steps, n)):
+        cand = np.flatnonzero(keep)
+        masks = np.repeat(keep[None], len(cand), axis=0)
+        masks[np.arange(len(cand)), cand] = False
+        s = np.asarray(score(np.asarray(game(masks), dtype=np.float64)), dtype=np.float64)
+        if not np.isfinite(s).any():
+            break
+        j = int(np.argmax(s))
+        keep[cand[j]] = False
+        order.append(int(cand[j]))
+    return np.asarray(order, dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------- files
+def write_repair_files(
+    out_dir: str | os.PathLike[str],
+    tables: Mapping[str, tuple[str, list[dict[str, Any]]]],
+    values: ShapleyResult,
+    repaired: nn.Module,
+    model_info: Mapping[str, Any],
+    summary: Callable[[dict[str, Path]], dict[str, Any]],
+    plot: Callable[[Path], object] | None = None,
+    plot_name: str = "plot.png",
+) -> dict[str, Path]:
+    """Write a repair study's files into ``out_dir`` and return them by key.
+
+    ``tables``: key -> (file name, rows), each written as CSV; ``values/`` (the Shapley
+    values); ``repaired_model.pt`` with ``model_info`` as its JSON
+    (:func:`~neuronshapley.repair.save_repaired`); the plot (``plot(path)``, file
+    ``plot_name``) when given; ``summary.json``: ``summary(files)`` plus the file list.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for key, (name, rows) in tables.items():
+        files[key] = out / name
+        atomic_write_text(files[key], csv_text(rows))
+    files["values"] = out / "values"
+    values.save(files["values"])
+    files["model"] = out / "repaired_model.pt"
+    save_repaired(repaired, files["model"], dict(model_info))
+    if plot is not None:
+        files["plot"] = out / plot_name
+        plot(files["plot"])
+    files["summary"] = out / "summary.json"
+    text = {**summary(files), "files": {k: str(v) for k, v in files.items()}}
+    atomic_write_text(files["summary"], json.dumps(json_safe(text), indent=2) + "\n")
+    return files

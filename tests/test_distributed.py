@@ -174,7 +174,8 @@ def test_progress_true_draws_a_bar(capsys):
 def test_ctrl_c_keeps_partial_result_and_resume_equals_uninterrupted(
         where, tmp_path, monkeypatch, reference):
     folder = tmp_path / "ckpt"
-    factory, stop = FACTORY, _Stop(40 if where == "report-walks" else 700)
+    after = {"report-walks": 40, "report-direct": 700}.get(where, 10**9)  # else: no report
+    factory, stop = FACTORY, _Stop(after)
     if where == "compute":  # Ctrl-C while the (local) worker evaluates the game
         factory = functools.partial(_Tripwire, 3000)
     if where == "step":  # Ctrl-C half-way through the bandit's update of one result
@@ -250,3 +251,23 @@ def test_bad_input_fails_early_with_a_clear_message(kwargs, error, match):
 def test_game_instead_of_factory_is_rejected():
     with pytest.raises(TypeError, match="game_factory must be a zero-argument callable"):
         estimate_distributed(FACTORY(), workers=2)  # before Ray starts
+
+
+def test_late_rounds_use_shared_anchors_and_find_the_top_k(monkeypatch):
+    from neuronshapley.distributed import WalkWorker
+
+    kinds: list[str] = []
+    run = WalkWorker.run
+
+    def spy(self, seed, kind, indices, payload):
+        kinds.append(kind)
+        return run(self, seed, kind, indices, payload)
+
+    monkeypatch.setattr(WalkWorker, "run", spy)
+    res = estimate_reference(FACTORY, method="tmab", seed=3, **OPTS)
+    assert "walk" in kinds and "shared" in kinds  # walks first, shared anchors once few remain
+    assert res.info["converged"]
+    want = set(np.argsort(-FACTORY().shapley_values())[:K])
+    assert set(np.argsort(-res.values)[:K]) == want
+    direct = estimate_reference(FACTORY, method="tmab", seed=3, sampling="direct", **OPTS)
+    assert res.evaluations < direct.evaluations  # one V(S) serves every unit in play inside S

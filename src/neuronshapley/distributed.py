@@ -1,7 +1,8 @@
 """Shapley estimation with walks computed by Ray actors, each holding its own game replica.
 
 Scheme (exactly-once, deterministic): the driver numbers tasks 0, 1, 2, ...; task ``i`` (a
-permutation walk, or one slice of a round of direct samples) draws from its own generator
+permutation walk, or one slice of a round of direct or shared-anchor samples) draws from its
+own generator
 ``np.random.default_rng([seed, i])``, so its result does not depend on which worker ran it.
 Tasks are issued in *rounds*: a round of ``batch`` walks all use the active set (TMAB) that
 held when the round began. Results are gathered keyed by task index and applied strictly in
@@ -112,8 +113,8 @@ class WalkWorker:
                 "fingerprint": str(fp()) if callable(fp) else None}
 
     def run(self, seed: int, kind: str, indices: list[int], payload: Any) -> list[tuple]:
-        """Task results ``(index, result, evaluations)``; ``payload``: the active set (walks)
-        or one id array per index (direct)."""
+        """Task results ``(index, result, evaluations)``; ``payload``: the active set (walks),
+        one id array per index (direct) or one ``(ids, anchors)`` pair per index (shared)."""
         out = []
         for j, i in enumerate(indices):
             self.sampler.rng = np.random.default_rng([seed, i])
@@ -121,6 +122,9 @@ class WalkWorker:
             if kind == "walk":
                 perm, outcome = self.sampler.walk(payload)
                 res: Any = (perm, outcome)
+            elif kind == "shared":
+                ids, anchors = payload[j]
+                res = self.sampler.shared(np.asarray(ids, dtype=np.int64), int(anchors))
             else:
                 res = self.sampler.direct(np.asarray(payload[j], dtype=np.int64))
             out.append((i, res, self.sampler.evaluations - before))
@@ -141,6 +145,12 @@ class _DirectNeededError(Exception):
     def __init__(self, ids: np.ndarray) -> None:
         super().__init__("direct samples needed")
         self.ids = ids.copy()
+
+
+class _SharedNeededError(Exception):
+    def __init__(self, ids: np.ndarray, anchors: int) -> None:
+        super().__init__("shared-anchor samples needed")
+        self.ids, self.anchors = ids.copy(), int(anchors)
 
 
 class _ReplaySampler:
@@ -165,6 +175,7 @@ class _ReplaySampler:
         self.cursor = 0  # next task index to apply (= first index of the next round)
         self.ready: dict[int, tuple[str, Any, int]] = {}
         self.direct_ids: dict[int, np.ndarray] = {}
+        self.shared_asks: dict[int, tuple[np.ndarray, int]] = {}
         self.discarded = 0
 
     @property
@@ -211,6 +222,24 @@ class _ReplaySampler:
         self.cursor = pieces[-1] + 1
         return np.concatenate(out)
 
+    def shared(self, players: np.ndarray, anchors: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The round's shared-anchor results, split over consecutive tasks (see
+        :meth:`WalkSampler.shared`); raises when they are not there for this request."""
+        pieces = sorted(i for i, v in self.ready.items() if v[0] == "shared")
+        asked = [self.shared_asks.get(i) for i in pieces]
+        if (not pieces or pieces[0] != self.cursor or any(a is None for a in asked)
+                or sum(a[1] for a in asked) != int(anchors)  # type: ignore[index]
+                or not all(np.array_equal(a[0], players) for a in asked)):  # type: ignore[index]
+            raise _SharedNeededError(np.asarray(players), int(anchors))
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        for i in pieces:
+            _, groups, evals = self.ready.pop(i)
+            self.shared_asks.pop(i)
+            self.evaluations += evals
+            out.extend(groups)
+        self.cursor = pieces[-1] + 1
+        return out
+
     def drop_pending(self) -> None:
         """Forget results computed but not applied (their round was cut short)."""
         if self.ready:
@@ -218,6 +247,7 @@ class _ReplaySampler:
             self.cursor = max(self.ready) + 1
             self.ready.clear()
             self.direct_ids.clear()
+            self.shared_asks.clear()
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"sampler.v_full": self.v_full.copy(), "sampler.v_null": self.v_null.copy()}
@@ -236,6 +266,7 @@ class _ReplaySampler:
         self.discarded = int(facts.get("discarded_tasks", 0))
         self.ready.clear()
         self.direct_ids.clear()
+        self.shared_asks.clear()
 
 
 # -------------------------------------------------------------------------------- pools
@@ -566,6 +597,16 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
                     sampler.direct_ids[first + j] = p
                 batches = [("direct", idx, [sampler.direct_ids[i] for i in idx])
                            for idx in _split(list(range(first, first + len(parts))), calls)]
+            except _SharedNeededError as need:
+                stepping = False
+                sampler.drop_pending()
+                first = sampler.cursor
+                sizes = [len(a) for a in np.array_split(np.arange(need.anchors),
+                                                        min(batch, need.anchors)) if len(a)]
+                for j, size in enumerate(sizes):
+                    sampler.shared_asks[first + j] = (need.ids, size)
+                batches = [("shared", idx, [sampler.shared_asks[i] for i in idx])
+                           for idx in _split(list(range(first, first + len(sizes))), calls)]
             else:
                 stepping = False
                 report(run.progress())

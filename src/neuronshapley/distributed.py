@@ -2,8 +2,8 @@
 
 Scheme (exactly-once, deterministic): the driver numbers tasks 0, 1, 2, ...; task ``i`` (a
 permutation walk, or one slice of a round of direct or shared-anchor samples) draws from its
-own generator
-``np.random.default_rng([seed, i])``, so its result does not depend on which worker ran it.
+own generator ``np.random.default_rng([seed, i])``, so its result does not depend on which
+worker ran it.
 Tasks are issued in *rounds*: a round of ``batch`` walks all use the active set (TMAB) that
 held when the round began. Results are gathered keyed by task index and applied strictly in
 index order through the estimators' own run objects (:class:`~.estimators.tmab.BanditRun`,

@@ -37,12 +37,13 @@ def _plt() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure."""
     plt = _plt()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(p, dpi=DPI)
+    fig.savefig(p, dpi=dpi)
     plt.close(fig)
     return p
 
@@ -68,7 +69,7 @@ def plot_value_distribution(result: ShapleyResult, path: str | os.PathLike[str],
     ax.set_ylabel("units")
     ax.set_title(f"Values of {len(v)} units: a few carry most of the {metric}", fontsize=10)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_top_units(result: ShapleyResult, path: str | os.PathLike[str], k: int = 20) -> Path:
@@ -91,7 +92,7 @@ def plot_top_units(result: ShapleyResult, path: str | os.PathLike[str], k: int =
     ax.set_xlabel(f"Shapley value with {conf}confidence interval")
     ax.set_title(f"Top {len(rows)} units", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_layers(result: ShapleyResult, path: str | os.PathLike[str], k: int = 10) -> Path:
@@ -114,7 +115,7 @@ def plot_layers(result: ShapleyResult, path: str | os.PathLike[str], k: int = 10
     bx.axvline(0, color="k", lw=0.8)
     bx.set_xlabel("sum of the layer's values")
     fig.suptitle("Where the important units are (layer, number of units)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_samples(result: ShapleyResult, path: str | os.PathLike[str],
@@ -154,7 +155,7 @@ def plot_samples(result: ShapleyResult, path: str | os.PathLike[str],
     ax.set_title("Samples each unit needed", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------- removal curves
@@ -282,7 +283,7 @@ def plot_removal(curves: Sequence[Curve], path: str | os.PathLike[str],
                  fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def find_other_results(result_dir: str | os.PathLike[str],

@@ -54,6 +54,7 @@ from ..adversarial import (
     random_targets,
 )
 from ..repair import repair
+from ..report.figures import save_figure
 from ..result import ShapleyResult, library_versions
 from .repair_common import (
     KNAPSACK,
@@ -495,7 +496,4 @@ def plot_adversarial(result: AdversarialResult, path: str | os.PathLike[str]) ->
     axes[0].legend(fontsize=8)
     a = result.attack
     fig.suptitle(f"adversarial repair — targeted PGD eps {a.eps}, {a.steps} steps", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)

@@ -53,6 +53,7 @@ from ..files import atomic_write_text as _write
 from ..files import csv_text as _csv
 from ..game import ModelGame
 from ..players import PlayerSet
+from ..report.figures import save_figure
 from ..result import ShapleyResult, library_versions
 
 Log = Callable[[str], None]
@@ -351,11 +352,7 @@ def plot_class_specific(result: ClassSpecificResult, path: str | os.PathLike[str
     fig.suptitle(textwrap.fill(title or "Class-specific units (top "
                                f"{100 * result.settings.get('exclude_fraction', 0.2):.0f}% for "
                                "overall accuracy excluded)", 110), fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 __all__ = [

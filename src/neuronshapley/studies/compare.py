@@ -50,6 +50,7 @@ from ..files import csv_text
 from ..game import ModelGame
 from ..metrics import chance_level
 from ..players import PlayerSet
+from ..report.figures import save_figure
 from ..result import ShapleyResult, library_versions
 
 #: Name of the Shapley ranking in the tables and plots.
@@ -524,11 +525,7 @@ def plot_compare(result: CompareResult, path: str | os.PathLike[str], title: str
     bx.grid(axis="x", alpha=0.3)
     fig.suptitle(textwrap.fill(title or f"Removing each ranking's top units "
                                f"({result.n_players} units)", 110), fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 __all__ = [

@@ -52,6 +52,7 @@ from torch import nn
 
 from ..game import ModelGame
 from ..repair import repair
+from ..report.figures import save_figure
 from ..result import ShapleyResult, library_versions
 from ..zoo.colored_digits import GroupedData
 from .repair_common import (
@@ -599,7 +600,4 @@ def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"fairness repair — {result.setup.name}: target {result.setup.target}",
                  fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)

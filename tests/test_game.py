@@ -106,3 +106,19 @@ def test_pass_size_follows_device_memory():
     assert pass_size_for_memory(8 * 2**30, 2**20) == 4096  # half of 8 GiB over 1 MiB
     assert pass_size_for_memory(2**20, 2**30) == 64  # never below 64
     assert pass_size_for_memory(2**50, 1) == 2**20  # never above 2**20
+
+
+def test_tf32_precision_and_the_cuda_math_context_restore_torch_flags(tabular_data):
+    from neuronshapley.game import cuda_math
+
+    x, y = tabular_data
+    game = ModelGame(tiny_mlp(), x, y, metric="log_prob", precision="tf32")
+    exact = ModelGame(tiny_mlp(), x, y, metric="log_prob")
+    full = np.ones((1, game.n_players), bool)
+    assert game.precision == "tf32"
+    np.testing.assert_allclose(game(full), exact(full), rtol=1e-6)  # CPU: TF32 does not apply
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    with pytest.raises(ValueError), cuda_math(allow_tf32=not before[0]):
+        assert torch.backends.cudnn.allow_tf32 == (not before[0])
+        raise ValueError
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before

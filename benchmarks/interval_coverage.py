@@ -36,8 +36,12 @@ def games(seed: int) -> dict[str, tuple[Any, np.ndarray]]:
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "permutation (95% per unit)": {"method": "permutation", "max_evaluations": 3000},
-    "tmab k=3 delta=0.1": {"method": "tmab", "k": 3, "delta": 0.1, "truncation": False,
-                           "max_evaluations": 200_000},
+    "tmab k=3 delta=0.1 (betting sequences, default)": {
+        "method": "tmab", "k": 3, "delta": 0.1, "truncation": False,
+        "max_evaluations": 200_000},
+    "tmab k=3 delta=0.1, empirical Bernstein": {
+        "method": "tmab", "k": 3, "delta": 0.1, "truncation": False, "bound": "bernstein",
+        "max_evaluations": 200_000},
     "tmab k=3 delta=0.1, normal bound, 20 min. samples": {
         "method": "tmab", "k": 3, "delta": 0.1, "truncation": False, "bound": "normal",
         "min_samples": 20, "max_evaluations": 200_000},
@@ -46,7 +50,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "bound": "bernstein-local", "min_samples": 30, "max_evaluations": 200_000},
     "tmab k=3 delta=0.1, paper rule": {"method": "tmab", "k": 3, "delta": 0.1,
                                        "truncation": False, "rule": "paper",
-                                       "sampling": "walk", "max_evaluations": 200_000},
+                                       "bound": "bernstein", "sampling": "walk",
+                                       "max_evaluations": 200_000},
 }
 
 

@@ -174,7 +174,7 @@ def test_progress_true_draws_a_bar(capsys):
 def test_ctrl_c_keeps_partial_result_and_resume_equals_uninterrupted(
         where, tmp_path, monkeypatch, reference):
     folder = tmp_path / "ckpt"
-    after = {"report-walks": 40, "report-direct": 700}.get(where, 10**9)  # else: no report
+    after = {"report-walks": 40, "report-direct": 400}.get(where, 10**9)  # else: no report
     factory, stop = FACTORY, _Stop(after)
     if where == "compute":  # Ctrl-C while the (local) worker evaluates the game
         factory = functools.partial(_Tripwire, 3000)

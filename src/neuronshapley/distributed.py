@@ -49,7 +49,7 @@ from .estimators.api import (
 )
 from .estimators.permutation import PermutationRun
 from .estimators.sampler import WalkSampler
-from .estimators.tmab import BanditRun, BanditSettings
+from .estimators.tmab import BanditRun, settings_from_options
 from .estimators.walks import Truncation, WalkOutcome
 from .progress import make_progress
 from .result import ShapleyResult
@@ -509,22 +509,12 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
     run: BanditRun | PermutationRun
     n_perm = options.get("n_permutations")
     if method == "tmab":
-        k = min(10, n) if options.get("k") is None else int(options["k"])
-        if not 1 <= k <= n:
-            raise ValueError(f"k must be in 1..{n}, got {k}")
-        delta = float(options.get("delta", 0.05))
         output = int(options.get("output", 0))
-        if not 0 <= output < sampler.output_dim:
-            raise ValueError(f"output must be in 0..{sampler.output_dim - 1}, got {output}")
-        span = float(abs(sampler.v_full[output] - sampler.v_null[output])) or 1.0
-        epsilon = options.get("epsilon")
-        epsilon = 0.005 * span if epsilon is None else float(epsilon)
+        span = float(abs(sampler.v_full[output] - sampler.v_null[output])) \
+            if 0 <= output < sampler.output_dim else 1.0
+        settings = settings_from_options(options, n, sampler.output_dim, span)
+        k, delta, epsilon = settings.k, settings.delta, settings.epsilon
         max_evals = options.get("max_evaluations", 2000 * n)
-        settings = BanditSettings(
-            k, delta, epsilon, options.get("value_range"), int(options.get("min_samples", 3)),
-            output, str(options.get("sampling", "auto")), str(options.get("rule", "separation")),
-            bool(options.get("adaptive", True)), str(options.get("bound", "bernstein")),
-        )
         run = BanditRun(sampler, settings)  # type: ignore[arg-type]
         confidence = 1 - delta
         params.update(k=k, delta=delta, epsilon=epsilon, max_evaluations=max_evals)

@@ -15,7 +15,7 @@ from .checkpoint import Checkpointer, CheckpointError, has_state, load_state
 from .exact import exact_shapley
 from .permutation import PermutationRun
 from .sampler import WalkSampler
-from .tmab import BanditRun, BanditSettings
+from .tmab import BanditRun, settings_from_options
 from .walks import Truncation
 
 METHODS = ("exact", "permutation", "truncated", "tmab", "auto")
@@ -90,7 +90,9 @@ def estimate(
             ``estimators.surrogate``; unbiased, scalar games with a fixed evaluation set).
             tmab: ``k`` (min(10, n)), ``delta`` (0.05, failure probability over all players),
             ``epsilon`` (0.005 * |V(N) - V(empty)|: intervals narrower than this count as
-            decided), ``value_range`` (range of one marginal; default: the widest observed),
+            decided), ``value_range`` (length of the interval every marginal lies in, e.g.
+            2 for an accuracy in [0, 1]; default: the widest range observed over all
+            players, a plug-in),
             ``max_evaluations`` (default 2000 * n), ``max_time``, ``min_samples`` (3),
             ``output`` (which output of a vector game the bandit ranks; 0), ``truncation``
             (False for none), ``sampling`` ("walk": the paper's permutation walks only;
@@ -103,8 +105,10 @@ def estimate(
             ``checkpoint_every`` seconds (30) and at exit), ``resume`` (continue the
             checkpoint in that folder; same game, method, seed and parameters required).
             Ctrl-C raises :class:`EstimationInterrupted` carrying the partial result.
-            ``bound`` ("bernstein": empirical Bernstein with the widest observed range, the
-            default; "bernstein-local": each unit's own observed range, use with
+            ``bound`` ("betting": anytime-valid confidence sequences by betting, sized for
+            the widest observed range of marginals, the default; "bernstein": empirical
+            Bernstein (Maurer-Pontil) with that range, valid at a fixed sample count;
+            "bernstein-local": each unit's own observed range, use with
             ``min_samples`` >= 30; "normal": normal approximation; the last two are faster
             and can under-cover, see benchmarks/results/coverage.md).
     Returns:
@@ -178,26 +182,14 @@ def estimate(
                              options.get("control"))
         params.setdefault("max_evaluations", max_evals)
     else:
-        k = min(10, n) if options.get("k") is None else int(options["k"])
-        if not 1 <= k <= n:
-            raise ValueError(f"k must be in 1..{n}, got {k}")
-        delta = float(options.get("delta", 0.05))
-        if not 0 < delta < 1:
-            raise ValueError(f"delta must be in (0, 1), got {delta}")
         output = int(options.get("output", 0))
-        if not 0 <= output < d:
-            raise ValueError(f"output must be in 0..{d - 1}, got {output}")
-        span = float(abs(sampler.v_full[output] - sampler.v_null[output])) or 1.0
-        epsilon = options.get("epsilon")
-        epsilon = 0.005 * span if epsilon is None else float(epsilon)
+        span = float(abs(sampler.v_full[output] - sampler.v_null[output])) if 0 <= output < d \
+            else 1.0
+        settings = settings_from_options(options, n, d, span)
+        k, delta, epsilon = settings.k, settings.delta, settings.epsilon
         max_evals = options.get("max_evaluations", 2000 * n)
         _check_budget(max_evals, None)
         confidence = 1 - delta
-        settings = BanditSettings(
-            k, delta, epsilon, options.get("value_range"), int(options.get("min_samples", 3)),
-            output, str(options.get("sampling", "auto")), str(options.get("rule", "separation")),
-            bool(options.get("adaptive", True)), str(options.get("bound", "bernstein")),
-        )
         run = BanditRun(sampler, settings)
         params.update(k=k, delta=delta, epsilon=epsilon, max_evaluations=max_evals)
     if truncation is not None:
@@ -253,7 +245,7 @@ def run_result(run: PermutationRun | BanditRun, info: dict[str, Any], players: l
                ) -> ShapleyResult:
     """The :class:`ShapleyResult` of a walk-based run as it stands (``info`` is updated)."""
     sampler = run.sampler
-    hw = run.halfwidth()
+    low, high = run.interval()
     mean = run.stats.mean
     info.update(walks=sampler.walks, truncated_walks=sampler.truncated_walks,
                 v_full=sampler.v_full.tolist(), v_null=sampler.v_null.tolist())
@@ -263,7 +255,7 @@ def run_result(run: PermutationRun | BanditRun, info: dict[str, Any], players: l
     if resumed_at:
         info["resumed_at_evaluations"] = resumed_at
     return ShapleyResult(
-        _squeeze(mean), _squeeze(mean - hw), _squeeze(mean + hw), run.stats.count.copy(),
+        _squeeze(mean), _squeeze(low), _squeeze(high), run.stats.count.copy(),
         sampler.evaluations, players, method, seed, params,
         time.perf_counter() - started, confidence, output_names, info=info,
     )

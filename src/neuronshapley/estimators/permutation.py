@@ -55,8 +55,10 @@ class PermutationRun:
         return {"evaluations": self.sampler.evaluations, "walks": self.sampler.walks,
                 "active": None}
 
-    def halfwidth(self) -> np.ndarray:
-        return normal_halfwidth(self.stats.variance(), self.stats.count, self.confidence)
+    def interval(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (n, d): per-player normal intervals at ``confidence``."""
+        hw = normal_halfwidth(self.stats.variance(), self.stats.count, self.confidence)
+        return self.stats.mean - hw, self.stats.mean + hw
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays, facts = self.sampler.state()

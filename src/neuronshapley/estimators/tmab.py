@@ -15,16 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from .betting import BettingIntervals
 from .bounds import bernstein_halfwidth, union_normal_halfwidth
 from .sampler import WalkSampler
 from .stats import RunningStats
 
 SAMPLINGS = ("auto", "walk", "direct", "shared")
 RULES = ("separation", "paper")
-BOUNDS = ("bernstein", "bernstein-local", "normal")
+BOUNDS = ("betting", "bernstein", "bernstein-local", "normal")
 
 
-def _undecided(mean: np.ndarray, width: np.ndarray, k: int, rule: str) -> np.ndarray:
+def _undecided(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, k: int,
+               rule: str) -> np.ndarray:
     """Players whose membership of the top-k is not yet settled by their intervals.
 
     ``"paper"``: the interval still contains the current k-th largest mean (so the k-th
@@ -36,12 +38,11 @@ def _undecided(mean: np.ndarray, width: np.ndarray, k: int, rule: str) -> np.nda
     order = np.argsort(-mean, kind="stable")
     if rule == "paper":
         kth = mean[order[k - 1]]
-        return (mean - width < kth) & (mean + width > kth)
+        return (lower < kth) & (upper > kth)
     if k == n:
         return np.zeros(n, dtype=bool)
     inside = np.zeros(n, dtype=bool)
     inside[order[:k]] = True
-    lower, upper = mean - width, mean + width
     best_outside_upper = upper[~inside].max()
     worst_inside_lower = lower[inside].min()
     return np.where(inside, lower <= best_outside_upper, upper >= worst_inside_lower)
@@ -83,7 +84,7 @@ class BanditSettings:
     sampling: str = "auto"
     rule: str = "separation"
     adaptive: bool = True
-    bound: str = "bernstein"
+    bound: str = "betting"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("bound", self.bound, BOUNDS), ("rule", self.rule, RULES),
@@ -94,19 +95,47 @@ class BanditSettings:
             raise ValueError(f"min_samples must be >= 2, got {self.min_samples}")
 
 
+def settings_from_options(options: dict[str, Any], n: int, output_dim: int,
+                          span: float) -> BanditSettings:
+    """Checked :class:`BanditSettings` from ``estimate``'s options (``span`` is the primary
+    output's ``|V(N) - V(empty)|``, the unit of the default ``epsilon``)."""
+    k = min(10, n) if options.get("k") is None else int(options["k"])
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in 1..{n}, got {k}")
+    delta = float(options.get("delta", 0.05))
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    output = int(options.get("output", 0))
+    if not 0 <= output < output_dim:
+        raise ValueError(f"output must be in 0..{output_dim - 1}, got {output}")
+    epsilon = options.get("epsilon")
+    epsilon = 0.005 * (span or 1.0) if epsilon is None else float(epsilon)
+    defaults = BanditSettings(k, delta, epsilon)
+    return BanditSettings(
+        k, delta, epsilon, options.get("value_range"),
+        int(options.get("min_samples", defaults.min_samples)), output,
+        str(options.get("sampling", defaults.sampling)), str(options.get("rule", defaults.rule)),
+        bool(options.get("adaptive", defaults.adaptive)),
+        str(options.get("bound", defaults.bound)),
+    )
+
+
 class BanditRun:
     """TMAB: rounds of marginals for the players in play until the top-k is separated.
 
-    Each player's interval uses ``delta / n`` (union bound over players). The range ``R``
-    in the Bernstein bound is ``value_range`` when given, otherwise the widest range of
-    marginals observed over all players so far (a plug-in: one player's few samples can
-    look constant while its marginals are not, so no player is trusted with its own range).
-    ``bound="bernstein-local"`` uses each player's own observed range (tighter for
-    unimportant players, whose marginals stay small; guarded by ``min_samples``) and
-    ``bound="normal"`` normal-approximation intervals, both with the same union bound;
-    both are faster and both under-cover on games with rare large marginals (measured in
-    ``benchmarks/interval_coverage.py``). ``adaptive=False`` keeps the stopping rule but
-    samples every player on every walk (certified plain Monte-Carlo).
+    Each player's interval holds with probability ``1 - delta / n`` (union bound over
+    players). The default ``bound="betting"`` is an anytime-valid confidence sequence
+    (:mod:`.betting`): it holds at every round at once, so stopping when the top-k looks
+    separated keeps the guarantee. ``"bernstein"`` is Maurer-Pontil's empirical-Bernstein
+    bound, valid at one fixed sample count. Both need the range of the marginals: the
+    ``value_range`` given, otherwise the widest range observed over all players so far (a
+    plug-in: one player's few samples can look constant while its marginals are not, so no
+    player is trusted with its own range). ``bound="bernstein-local"`` uses each player's
+    own observed range (tighter for unimportant players, whose marginals stay small;
+    guarded by ``min_samples``) and ``bound="normal"`` normal-approximation intervals, both
+    with the same union bound; both under-cover on games with rare large marginals
+    (measured in ``benchmarks/interval_coverage.py``). ``adaptive=False`` keeps the
+    stopping rule but samples every player on every walk (certified plain Monte-Carlo).
     """
 
     def __init__(self, sampler: WalkSampler, settings: BanditSettings) -> None:
@@ -115,8 +144,11 @@ class BanditRun:
         n = sampler.n
         self.stats = RunningStats(n, sampler.output_dim)
         self.ranges = _Ranges(n, settings.value_range)
+        self.betting = (BettingIntervals(n, settings.delta / n, settings.value_range)
+                        if settings.bound == "betting" else None)
         self.active = np.ones(n, dtype=bool)
-        self.hw = np.full(self.stats.mean.shape, np.inf)
+        self.low = np.full(self.stats.mean.shape, -np.inf)
+        self.high = np.full(self.stats.mean.shape, np.inf)
         self.costs = np.zeros(5, dtype=np.int64)  # walk cost, walk samples, direct ditto, rounds
 
     def finished(self) -> bool:
@@ -136,8 +168,7 @@ class BanditRun:
             groups = sampler.shared(ids, int(np.ceil(harmonic * reps)))
             got = sum(len(g) for g, _ in groups)
             for g, marg in groups:
-                self.stats.update(g, marg)
-                self.ranges.update(g, marg[:, cfg.output])
+                self._observe(g, marg)
             self.costs[2] += sampler.evaluations - before
             self.costs[3] += got
             self.costs[4] += 1
@@ -160,36 +191,52 @@ class BanditRun:
                                                    else None):
                 visited = perm[: len(outcome.marginals)]
                 keep = self.active[visited] if cfg.adaptive else np.ones(len(visited), bool)
-                self.stats.update(visited[keep], outcome.marginals[keep])
-                self.ranges.update(visited[keep], outcome.marginals[keep][:, cfg.output])
+                self._observe(visited[keep], outcome.marginals[keep])
                 got += int(keep.sum())
             self.costs[0], self.costs[1] = sampler.evaluations - before, got  # last walks
             self._decide()
             return
         width = len(np.unique(ids))
-        for r0 in range(0, len(ids), width):  # stats updates take each player once
-            self.stats.update(ids[r0 : r0 + width], marg[r0 : r0 + width])
-        self.ranges.update(ids, marg[:, cfg.output])
+        for r0 in range(0, len(ids), width):  # updates take each player once
+            self._observe(ids[r0 : r0 + width], marg[r0 : r0 + width])
         self._decide()
+
+    def _observe(self, players: np.ndarray, marginals: np.ndarray) -> None:
+        """Add one marginal (d,) for each of the distinct ``players``."""
+        if len(players) == 0:
+            return
+        out = self.cfg.output
+        marginals = np.asarray(marginals, dtype=np.float64).reshape(len(players), -1)
+        if self.betting is not None:  # bets are sized from the samples before these
+            self.betting.observe(players, marginals[:, out], self.stats.count[players],
+                                 self.stats.m2[players, out])
+        self.stats.update(players, marginals)
+        self.ranges.update(players, marginals[:, out])
 
     def _decide(self) -> None:
         cfg, stats = self.cfg, self.stats
         per_player_delta = cfg.delta / self.sampler.n
-        if cfg.bound in ("bernstein", "bernstein-local"):
-            r = self.ranges.get(local=cfg.bound == "bernstein-local")
-            self.hw = bernstein_halfwidth(stats.variance(), stats.count, r, per_player_delta)
+        if cfg.bound == "normal":
+            hw = union_normal_halfwidth(stats.variance(), stats.count, per_player_delta)
         else:
-            self.hw = union_normal_halfwidth(stats.variance(), stats.count, per_player_delta)
-        mean, width = stats.mean[:, cfg.output], self.hw[:, cfg.output]
-        undecided = _undecided(mean, width, cfg.k, cfg.rule)
-        self.active = (undecided & (width > cfg.epsilon)) | (stats.count < cfg.min_samples)
+            r = self.ranges.get(local=cfg.bound == "bernstein-local")
+            hw = bernstein_halfwidth(stats.variance(), stats.count, r, per_player_delta)
+        self.low, self.high = stats.mean - hw, stats.mean + hw
+        if self.betting is not None:  # the primary output's sequence; others: Bernstein
+            self.low[:, cfg.output], self.high[:, cfg.output] = self.betting.bounds()
+        out = cfg.output
+        mean, low, high = stats.mean[:, out], self.low[:, out], self.high[:, out]
+        undecided = _undecided(mean, low, high, cfg.k, cfg.rule)
+        self.active = (undecided & ((high - low) / 2 > cfg.epsilon)) | (
+            stats.count < cfg.min_samples)
 
     def progress(self) -> dict[str, Any]:
         return {"evaluations": self.sampler.evaluations, "walks": self.sampler.walks,
                 "active": int(self.active.sum())}
 
-    def halfwidth(self) -> np.ndarray:
-        return self.hw
+    def interval(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (n, d) of the values."""
+        return self.low, self.high
 
     @property
     def direct_rounds(self) -> int:
@@ -200,6 +247,8 @@ class BanditRun:
         arrays.update({f"stats.{k}": v for k, v in self.stats.state().items()})
         arrays.update({"bandit.lo": self.ranges.lo, "bandit.hi": self.ranges.hi,
                        "bandit.costs": self.costs})
+        if self.betting is not None:
+            arrays.update({f"betting.{k}": v for k, v in self.betting.state().items()})
         return arrays, facts
 
     def restore(self, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
@@ -209,6 +258,14 @@ class BanditRun:
         )
         self.ranges.lo, self.ranges.hi = arrays["bandit.lo"].copy(), arrays["bandit.hi"].copy()
         self.costs = arrays["bandit.costs"].astype(np.int64).copy()
+        if self.betting is not None:
+            saved = {k[len("betting."):]: v for k, v in arrays.items()
+                     if k.startswith("betting.")}
+            if not saved:
+                raise ValueError("the checkpoint holds no betting state (written with another "
+                                 "bound or an older version): resume it with that bound, "
+                                 "e.g. bound='bernstein'")
+            self.betting.restore(saved)
         self._decide()
 
 

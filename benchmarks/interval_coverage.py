@@ -27,10 +27,16 @@ def games(seed: int) -> dict[str, tuple[Any, np.ndarray]]:
     collapse = WeightedThresholdGame.neuron_like(60, rng=np.random.default_rng(0))
     unanimity = UnanimityGame.random(40, n_terms=80, max_size=5, rng=np.random.default_rng(1))
     noisy = NoisyGame(collapse, noise_std=0.02, rng=np.random.default_rng(1000 + seed))
+    # four additive units (0.3, 0.2, 0.15, 0.1) and one unanimity term over 60 others: each
+    # of those is worth 1/60 but its marginal is 1 in one walk of 60 and 0 otherwise (a rare
+    # large marginal, like a filter that only matters at the collapse step)
+    rare = UnanimityGame([[0], [1], [2], [3], list(range(20, 80))],
+                         [0.3, 0.2, 0.15, 0.1, 1.0], 80)
     return {
         "collapse-60": (collapse, collapse.shapley_values()),
         "noisy-collapse-60": (noisy, collapse.shapley_values()),
         "unanimity-40": (unanimity, unanimity.shapley_values()),
+        "rare-pivot-80": (rare, rare.shapley_values()),
     }
 
 

@@ -47,9 +47,9 @@ CASES = [(80, 10, 2, False), (120, 3, 5, False), (200, 0, 10, False), (400, 1, 1
          (150, 15, 2, True), (200, 23, 1, True)]
 
 
-def fmt(row: dict, key: str, spec: str = ".0f") -> str:
+def fmt(row: dict, key: str, spec: str = ".0f", suffix: str = "") -> str:
     v = row.get(key)
-    return "-" if v is None else format(v, spec)
+    return "-" if v is None else format(v, spec) + suffix
 
 
 def main() -> None:
@@ -112,12 +112,12 @@ def main() -> None:
         lines.append(
             f"| {r['game']} | {r['k']} | {r['gap_k_to_k+1']:.4f} / {r['gap_k_to_k+2']:.4f} "
             f"| {fmt(r, 'tmab_evaluations')} | {fmt(r, 'tmab_no_trunc_evaluations')} "
-            f"| {fmt(r, 'mc_evaluations')} | **{fmt(r, 'mc_over_tmab', '.1f')}x** "
+            f"| {fmt(r, 'mc_evaluations')} | **{fmt(r, 'mc_over_tmab', '.1f', 'x')}** "
             f"| {fmt(r, 'tmab_samples_outside_top_2k', '.0%')} "
             f"| {fmt(r, 'tmab_bernstein_evaluations')} | {fmt(r, 'mc_bernstein_evaluations')} "
-            f"| {fmt(r, 'mc_bernstein_over_tmab_bernstein', '.1f')}x "
+            f"| {fmt(r, 'mc_bernstein_over_tmab_bernstein', '.1f', 'x')} "
             f"| {fmt(r, 'tmab_local_evaluations')} | {fmt(r, 'mc_local_evaluations')} "
-            f"| {fmt(r, 'mc_local_over_tmab_local', '.1f')}x "
+            f"| {fmt(r, 'mc_local_over_tmab_local', '.1f', 'x')} "
             f"| {fmt(r, 'tmab-paper_evaluations')} "
             f"| {r['tmab_topk_right']:.2f} / {r['mc_topk_right']:.2f} "
             f"| {r['tmab_joint_coverage']:.2f} / {r['mc_joint_coverage']:.2f} |")

@@ -54,10 +54,10 @@ def test_missing_ray_names_the_extra(monkeypatch):
 def test_reference_finds_true_top_k_like_single_process(reference):
     true = FACTORY().shapley_values()
     single = estimate(FACTORY(), method="tmab", seed=7, k=K)
-    want = set(np.argsort(-true)[:K])
-    assert set(np.argsort(-single.values)[:K]) == want
-    assert set(np.argsort(-reference.values)[:K]) == want
-    assert reference.info["converged"]
+    kth = np.sort(true)[::-1][K - 1]
+    for res in (single, reference):  # TMAB's claim: right up to epsilon (3rd and 4th are
+        assert res.info["converged"]  # 0.0018 apart, epsilon is 0.0042)
+        assert np.all(true[np.argsort(-res.values)[:K]] >= kth - res.params["epsilon"])
 
 
 def test_distributed_equals_in_process_scheme(ray_cluster, reference):
@@ -65,8 +65,10 @@ def test_distributed_equals_in_process_scheme(ray_cluster, reference):
     dist = estimate_distributed(FACTORY, method="tmab", seed=7, workers=2, **OPTS)
     print(f"distributed tmab: {time.perf_counter() - t0:.1f} s")
     single = estimate(FACTORY(), method="tmab", seed=7, k=K)
-    assert set(np.argsort(-dist.values)[:K]) == set(np.argsort(-single.values)[:K])
-    assert set(np.argsort(-dist.values)[:K]) == set(np.argsort(-FACTORY().shapley_values())[:K])
+    true = FACTORY().shapley_values()
+    kth = np.sort(true)[::-1][K - 1]
+    for res in (single, dist):  # right up to epsilon, TMAB's claim
+        assert np.all(true[np.argsort(-res.values)[:K]] >= kth - res.params["epsilon"])
     np.testing.assert_array_equal(dist.values, reference.values)
     np.testing.assert_array_equal(dist.samples, reference.samples)
     assert dist.evaluations == reference.evaluations
@@ -174,7 +176,7 @@ def test_progress_true_draws_a_bar(capsys):
 def test_ctrl_c_keeps_partial_result_and_resume_equals_uninterrupted(
         where, tmp_path, monkeypatch, reference):
     folder = tmp_path / "ckpt"
-    after = {"report-walks": 40, "report-direct": 400}.get(where, 10**9)  # else: no report
+    after = {"report-walks": 40, "report-direct": 320}.get(where, 10**9)  # else: no report
     factory, stop = FACTORY, _Stop(after)
     if where == "compute":  # Ctrl-C while the (local) worker evaluates the game
         factory = functools.partial(_Tripwire, 3000)
@@ -184,7 +186,7 @@ def test_ctrl_c_keeps_partial_result_and_resume_equals_uninterrupted(
 
         def tripped(self):
             calls["n"] += 1
-            if calls["n"] == 500:
+            if calls["n"] == 300:
                 raise KeyboardInterrupt
             decide(self)
 

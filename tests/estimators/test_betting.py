@@ -69,7 +69,7 @@ def test_growing_support_and_coarser_grid_keep_the_bounds_valid(monkeypatch):
     _feed(cs, stats, rng.uniform(0.0, 1e-3, n))  # a tiny first support ...
     for _ in range(300):  # ... then the real one, 1000x wider: the grid must follow
         _feed(cs, stats, rng.uniform(-0.5, 1.5, n))
-    assert cs.log_up.shape[1] <= 2 * cs.points
+    assert cs.log_up.shape[-1] <= 2 * cs.points
     low, high = cs.bounds()
     assert cs.support()[0] <= -0.49 and cs.support()[1] >= 1.49
     assert np.mean((low <= 0.5) & (high >= 0.5)) >= 0.9

@@ -232,9 +232,10 @@ def bench_game(bg: BenchGame, seeds: list[int], budgets: list[int], ks: tuple[in
         print(f"  {name}: done", flush=True)
     cap = {"max_evaluations": tmab_cap}
     stopping = (
-        ("tmab (ours, Bernstein)", {}),
+        ("tmab (ours, betting, default)", {}),
+        ("tmab (ours, Bernstein)", {"bound": "bernstein"}),
         ("tmab (ours, normal bound)", {"bound": "normal", "min_samples": 20}),
-        ("tmab-paper", {"sampling": "walk", "rule": "paper"}),
+        ("tmab-paper", {"sampling": "walk", "rule": "paper", "bound": "bernstein"}),
         ("mc-certified", {"adaptive": False, "sampling": "walk"}),
     )
     for name, options in (() if skip_stopping else stopping):

@@ -210,6 +210,29 @@ def real_run(n_images: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def tmab_run(n_images: int, seconds: float, k: int = 10) -> dict[str, Any]:
+    """The default TMAB on the fidelity game with all channels, stopped by time: how far
+    the bandit gets (players still undecided) and what its interval state weighs."""
+    from neuronshapley import estimate
+
+    game = efficientnet_games(n_images, (DEV,))[DEV]
+    t0 = time.perf_counter()
+    res = estimate(game, method="tmab", k=k, seed=0, max_time=seconds)
+    wall = time.perf_counter() - t0
+    arrays, _ = res.state
+    top = np.argsort(-res.values)[:k]
+    return {
+        "n_players": game.n_players, "k": k, "wall_s": wall, "evaluations": res.evaluations,
+        "evaluations_per_s": res.evaluations / wall, "walks": int(res.info["walks"]),
+        "undecided": int(res.info["undecided"]), "converged": bool(res.info["converged"]),
+        "interval_state_mb": sum(v.nbytes for key, v in arrays.items()
+                                 if key.startswith("betting.")) / 2**20,
+        "top": [res.players[i] for i in top],
+        "top_intervals": [[round(float(res.ci_low[i]), 4), round(float(res.ci_high[i]), 4)]
+                          for i in top],
+    }
+
+
 def write_markdown(payload: dict[str, Any], path: Path) -> None:
     """The measurements as a table, with the ratios that matter computed from them."""
     t, run = payload["throughput"], payload["run"]
@@ -250,6 +273,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--cpu-dry-run", action="store_true",
                    help="run every step on the CPU at tiny sizes (checks the script only)")
+    p.add_argument("--tmab-seconds", type=float, default=0.0,
+                   help="only run the default TMAB for this long (writes gpu-tmab.json)")
     p.add_argument("--markdown-only", action="store_true",
                    help="rewrite gpu.md from an existing gpu.json under --out")
     a = p.parse_args()
@@ -263,6 +288,15 @@ def main() -> None:
     elif not torch.cuda.is_available():
         raise SystemExit("benchmarks/gpu.py needs a CUDA device (torch.cuda.is_available())")
     torch.set_num_threads(8)
+    if a.tmab_seconds:
+        out = {"device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (dry run)",
+               "torch": torch.__version__, "images": a.images,
+               "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "tmab": tmab_run(a.images, a.tmab_seconds)}
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "gpu-tmab.json").write_text(json.dumps(out, indent=1) + "\n")
+        print(json.dumps(out, indent=1))
+        return
     payload: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (dry run)",
         "torch": torch.__version__, "images": a.images,

@@ -65,7 +65,7 @@ def test_flags_override_the_config_file(tmp_path: Path, npz: Path) -> None:
     cfg.write_text(f'model = "{MLP}"\ndata = "{npz.name}"\nmethod = "permutation"\n'
                    f'out = "{tmp_path / "a"}"\nreport = false\n[options]\nn_permutations = 2\n')
     result = _invoke("run", "--config", str(cfg), "--out", str(tmp_path / "b"), "--seed", "7",
-                     "--no-progress")
+                     "--no-progress", "--precision", "tf32")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "a").exists()
     meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
@@ -91,6 +91,9 @@ def test_bad_inputs_are_one_red_line(tmp_path: Path, npz: Path) -> None:
     line = _one_error(_invoke("run", "--model", MLP, "--data", str(npz), "-o", "bogus=1",
                               "--out", str(tmp_path / "o")))
     assert "takes no option 'bogus'" in line
+    line = _one_error(_invoke("run", "--model", MLP, "--data", str(npz), "--precision", "int8",
+                              "--out", str(tmp_path / "o")))
+    assert "precision must be one of" in line
     assert not (tmp_path / "o").exists()
 
 

@@ -130,6 +130,9 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[int | None, typer.Option(
             min=1, help="Torch CPU threads (default 1: machines are shared).")] = None,
         device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+        precision: Annotated[str | None, typer.Option(
+            help="float32 (default; on cuda without TF32), tf32, bfloat16 or float16: "
+                 "accepted only if V(N) and V(empty) stay the same.")] = None,
         batch_size: Annotated[int | None, typer.Option(
             min=1, help="Examples per forward pass.")] = None,
         walk_sample: Annotated[int | None, typer.Option(
@@ -172,7 +175,8 @@ def register(app: typer.Typer) -> None:
             "include_output_layer": include_output_layer, "attention_heads": attention_heads,
             "replacement": replacement, "method": method, "options": options or None,
             "out": out, "overwrite": overwrite, "seed": seed, "threads": threads,
-            "device": device, "batch_size": batch_size, "walk_sample": walk_sample,
+            "device": device, "precision": precision, "batch_size": batch_size,
+            "walk_sample": walk_sample,
             "checkpoint": checkpoint, "resume": resume, "report": report,
             "report_units": report_units, "feature_vis": feature_vis,
         }

@@ -85,8 +85,9 @@ class RunConfig:
     method: str = "tmab"
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
-    pass_size: int = 8192
+    pass_size: int | None = None
     walk_sample: int | None = None
+    precision: str = "float32"
     out: str = "neuronshapley-run"
     overwrite: bool = False
     seed: int = 0
@@ -265,7 +266,7 @@ def run(
                 model, data.x, data.y, metric=cfg.metric, players=players,
                 reference=ref.x if ref is not None else None, replacement=cfg.replacement,
                 batch_size=cfg.batch_size, pass_size=cfg.pass_size,
-                walk_sample=cfg.walk_sample,
+                walk_sample=cfg.walk_sample, precision=cfg.precision,
             )
         options = _estimator_options(cfg)
         say(f"{cfg.method}: {game!r}")

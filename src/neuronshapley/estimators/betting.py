@@ -42,7 +42,7 @@ STAKE_CAP = 0.5
 #: the sample counts the bettors' stakes are tuned for (one bettor per count and side)
 HORIZONS = tuple(8 * 4**j for j in range(7))
 #: grid points per player (memory: 2 sides x bettors x 4 bytes x points x players)
-MIN_POINTS, MAX_POINTS = 128, 2048
+MIN_POINTS, MAX_POINTS = 128, 1024
 GRID_BUDGET = 1 << 24  # points x players x bettors
 
 
@@ -169,28 +169,32 @@ class BettingIntervals:
         span = int((last - first).max()) + 1
         cols = first[:, None] + np.arange(span)[None, :]  # (B, W): each player's window
         valid = cols <= last[:, None]
-        cols = np.minimum(cols, self.log_up.shape[-1] - 1)
-        m = self.grid[cols][:, None, :]  # (B, 1, W)
+        # padding repeats each row's last point: its duplicates compute and write the very
+        # same values, so the scatter below needs no mask
+        cols = np.minimum(cols, last[:, None])
+        f32 = np.float32
+        m = self.grid[cols][:, None, :].astype(f32)  # (B, 1, W)
         r2 = max(b - a, 1e-12) ** 2
         t = np.asarray(count, dtype=np.float64) + 1.0
         var = (r2 / 4.0 + np.asarray(m2, dtype=np.float64)) / t  # predictable variance
         log_term = np.log(2.0 * len(self.horizons) / self.delta)
         # (B, bettors, 1): each bettor's stake, best for its horizon
         bet = np.sqrt(2.0 * log_term / (var[:, None] * self.horizons[None, :]))[..., None]
-        up = np.minimum(bet, STAKE_CAP / np.maximum(m - a, 1e-300))
-        dn = np.minimum(bet, STAKE_CAP / np.maximum(b - m, 1e-300))
-        d = x[:, None, None] - m
+        bet = bet.astype(f32)
+        up = np.minimum(bet, f32(STAKE_CAP) / np.maximum(m - f32(a), f32(1e-30)))
+        dn = np.minimum(bet, f32(STAKE_CAP) / np.maximum(f32(b) - m, f32(1e-30)))
+        d = x.astype(f32)[:, None, None] - m
         rows = players[:, None, None]
         which = np.arange(len(self.horizons))[None, :, None]
         at = (rows, which, cols[:, None, :])
         # a factor can only go non-positive for a marginal far outside the support seen so
         # far: the capital then drops to ~0, which only makes the bound more conservative
-        new_up = self.log_up[at] + np.log(np.maximum(1.0 + up * d, 1e-30)).astype(np.float32)
-        new_dn = self.log_dn[at] + np.log(np.maximum(1.0 - dn * d, 1e-30)).astype(np.float32)
-        keep = np.broadcast_to(valid[:, None, :], new_up.shape)
-        idx = tuple(np.broadcast_to(i, new_up.shape)[keep] for i in at)
-        self.log_up[idx] = new_up[keep]
-        self.log_dn[idx] = new_dn[keep]
+        up *= d
+        dn *= d
+        new_up = self.log_up[at] + np.log(np.maximum(f32(1) + up, f32(1e-30)))
+        new_dn = self.log_dn[at] + np.log(np.maximum(f32(1) - dn, f32(1e-30)))
+        self.log_up[at] = new_up
+        self.log_dn[at] = new_dn
         # points rejected now leave the window for good
         log_k = np.where(valid, self._log_capital(new_up, new_dn), np.inf)
         alive = log_k < self._threshold

@@ -97,3 +97,17 @@ def test_state_round_trip_continues_exactly():
 def test_no_data_means_infinite_bounds():
     low, high = BettingIntervals(3, 0.05).bounds()
     assert np.all(np.isinf(low)) and np.all(np.isinf(high))
+
+
+def test_a_first_batch_of_zeros_then_real_data_stays_small_and_valid():
+    """All-zero first marginals give a support of width 0; the grid must coarsen before it
+    grows to the real range instead of adding ~1e12 points."""
+    n = 40
+    rng = np.random.default_rng(4)
+    cs, stats = BettingIntervals(n, 0.05), RunningStats(n)
+    _feed(cs, stats, np.zeros(n))
+    for _ in range(200):
+        _feed(cs, stats, rng.uniform(-1.0, 1.0, n))
+    assert cs.log_up.shape[-1] <= 2 * cs.points
+    low, high = cs.bounds()
+    assert np.mean((low <= 0.0) & (high >= 0.0)) >= 0.9 and np.all(high - low < 1.0)

@@ -100,8 +100,8 @@ class BettingIntervals:
         return np.logaddexp(_log_mean_exp(up, 1), _log_mean_exp(dn, 1)) - np.log(2.0)
 
     def _cover(self, a: float, b: float) -> None:
-        """Extend the grid (same step) to cover ``[a, b]``; if that makes it longer than
-        twice ``points``, keep every other point."""
+        """Extend the grid (same step) to cover ``[a, b]``, first coarsening it as often as
+        needed to stay within twice ``points``."""
         if self.step == 0.0:
             span = b - a if b > a else max(abs(a), 1e-12)
             self.step = span / self.points
@@ -111,19 +111,24 @@ class BettingIntervals:
             self.log_dn = np.zeros(shape, dtype=np.float32)
             self.first[:], self.last[:] = 0, self.points - 1
             return
-        width = self.log_up.shape[-1]
-        below = int(np.ceil(max(self.start - a, 0.0) / self.step))
-        above = int(np.ceil(max(b - (self.start + self.step * width), 0.0) / self.step))
+        while True:
+            width = self.log_up.shape[-1]
+            below = int(np.ceil(max(self.start - a, 0.0) / self.step))
+            above = int(np.ceil(max(b - (self.start + self.step * width), 0.0) / self.step))
+            if width + below + above <= 2 * self.points:
+                break
+            self._coarsen()  # before growing: a first support of ~0 width must not explode
         if below or above:
             self._extend(below, above)
-        while self.log_up.shape[-1] > 2 * self.points:
-            # coarser grid: keep points 0, 2, 4, ... as the centres of cells twice as wide
-            # (start + step (2i + 1/2) = new_start + 2 step (i + 1/2)); windows may widen
-            self.log_up, self.log_dn = self.log_up[..., ::2], self.log_dn[..., ::2]
-            self.start -= self.step / 2
-            self.step *= 2
-            self.first //= 2
-            self.last = np.minimum((self.last + 1) // 2, self.log_up.shape[-1] - 1)
+
+    def _coarsen(self) -> None:
+        """Keep points 0, 2, 4, ... as the centres of cells twice as wide (start + step
+        (2i + 1/2) = new_start + 2 step (i + 1/2)); windows may widen, never shrink."""
+        self.log_up, self.log_dn = self.log_up[..., ::2], self.log_dn[..., ::2]
+        self.start -= self.step / 2
+        self.step *= 2
+        self.first //= 2
+        self.last = np.minimum((self.last + 1) // 2, self.log_up.shape[-1] - 1)
 
     def _extend(self, below: int, above: int) -> None:
         """New points ``below`` / ``above`` the grid (see the module doc for their capital);

@@ -509,10 +509,7 @@ def _drive(pool: Any, method: str, seed: int, n_players: int | None,
     run: BanditRun | PermutationRun
     n_perm = options.get("n_permutations")
     if method == "tmab":
-        output = int(options.get("output", 0))
-        span = float(abs(sampler.v_full[output] - sampler.v_null[output])) \
-            if 0 <= output < sampler.output_dim else 1.0
-        settings = settings_from_options(options, n, sampler.output_dim, span)
+        settings = settings_from_options(options, n, sampler.v_full, sampler.v_null)
         k, delta, epsilon = settings.k, settings.delta, settings.epsilon
         max_evals = options.get("max_evaluations", 2000 * n)
         run = BanditRun(sampler, settings)  # type: ignore[arg-type]

@@ -182,10 +182,7 @@ def estimate(
                              options.get("control"))
         params.setdefault("max_evaluations", max_evals)
     else:
-        output = int(options.get("output", 0))
-        span = float(abs(sampler.v_full[output] - sampler.v_null[output])) if 0 <= output < d \
-            else 1.0
-        settings = settings_from_options(options, n, d, span)
+        settings = settings_from_options(options, n, sampler.v_full, sampler.v_null)
         k, delta, epsilon = settings.k, settings.delta, settings.epsilon
         max_evals = options.get("max_evaluations", 2000 * n)
         _check_budget(max_evals, None)

@@ -95,10 +95,12 @@ class BanditSettings:
             raise ValueError(f"min_samples must be >= 2, got {self.min_samples}")
 
 
-def settings_from_options(options: dict[str, Any], n: int, output_dim: int,
-                          span: float) -> BanditSettings:
-    """Checked :class:`BanditSettings` from ``estimate``'s options (``span`` is the primary
-    output's ``|V(N) - V(empty)|``, the unit of the default ``epsilon``)."""
+def settings_from_options(options: dict[str, Any], n: int, v_full: np.ndarray,
+                          v_null: np.ndarray) -> BanditSettings:
+    """Checked :class:`BanditSettings` from ``estimate``'s options; ``v_full`` and ``v_null``
+    (d,) are V(N) and V(empty): the default ``epsilon`` is in units of the primary output's
+    ``|V(N) - V(empty)|``."""
+    output_dim = len(v_full)
     k = min(10, n) if options.get("k") is None else int(options["k"])
     if not 1 <= k <= n:
         raise ValueError(f"k must be in 1..{n}, got {k}")
@@ -108,8 +110,9 @@ def settings_from_options(options: dict[str, Any], n: int, output_dim: int,
     output = int(options.get("output", 0))
     if not 0 <= output < output_dim:
         raise ValueError(f"output must be in 0..{output_dim - 1}, got {output}")
+    span = float(abs(v_full[output] - v_null[output])) or 1.0
     epsilon = options.get("epsilon")
-    epsilon = 0.005 * (span or 1.0) if epsilon is None else float(epsilon)
+    epsilon = 0.005 * span if epsilon is None else float(epsilon)
     defaults = BanditSettings(k, delta, epsilon)
     return BanditSettings(
         k, delta, epsilon, options.get("value_range"),

@@ -99,7 +99,7 @@ def efficientnet_games(n_images: int, devices: tuple[str, ...], precision: str =
                        channels_last: bool | None = None) -> dict[str, Any]:
     """The fidelity game (agreement with the full network's top-1) on each device."""
     from neuronshapley import ModelGame
-    from neuronshapley.game import cuda_math
+    from neuronshapley.network.game import cuda_math
     from neuronshapley.zoo.efficientnet import pretrained_efficientnet_lite0
 
     x = image_batch(n_images, 0)
@@ -132,7 +132,7 @@ def efficientnet_agreement(n_images: int) -> dict[str, Any]:
 
 def throughput(n_images: int, rounds: int) -> dict[str, Any]:
     """Evaluations/s of the bare network and of the game at several masks per pass."""
-    from neuronshapley.game import GameError, cuda_math
+    from neuronshapley.network.game import GameError, cuda_math
     from neuronshapley.zoo.efficientnet import pretrained_efficientnet_lite0
 
     model = pretrained_efficientnet_lite0(DEV)

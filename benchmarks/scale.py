@@ -10,7 +10,7 @@ images. Measured in one run, in coalition evaluations per second:
   automatic pass size and at ``--masks-per-pass``; plain and engine calls are interleaved
   round-robin (``--rounds``) and each rate is the median of its calls;
 - ray-1 / ray-2: the same evaluations as direct-sampling tasks through the Ray backend's
-  actor pool (``neuronshapley.distributed``), 1 and 2 local workers (start-up timed apart).
+  actor pool (``neuronshapley.distributed.backend``), 1 and 2 local workers (start-up timed apart).
 
 Then the truncation point of a walk is measured on a few random walks (coarse grid of
 positions; the first grid point whose value is within ``tolerance * |V(N) - V(empty)|`` of
@@ -85,7 +85,7 @@ def fidelity_game(n_images: int = 16, masks_per_pass: int = 4, seed: int = 0,
 
     Builds everything from scratch (so it can run inside a Ray worker)."""
     from neuronshapley import ModelGame
-    from neuronshapley.distributed import worker_device
+    from neuronshapley.distributed.backend import worker_device
     from neuronshapley.zoo.efficientnet import pretrained_efficientnet_lite0
 
     if threads:
@@ -141,7 +141,7 @@ def ray_rate(factory, workers: int, n_players: int, tasks: int, players_per_task
     """Evaluations/s of direct-sampling tasks through the Ray actor pool."""
     import ray
 
-    from neuronshapley.distributed import _RayPool
+    from neuronshapley.distributed.backend import _RayPool
 
     t0 = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)

@@ -418,7 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         "candidate rankings (all from the same values, since Shapley values are linear in the "
         "game) and the number k of removed units are chosen on the *selection* part, which the "
         "values never saw; every number marked *test* comes from data that neither saw. The "
-        "repaired model is an ordinary PyTorch module built by `neuronshapley.repair.repair` "
+        "repaired model is an ordinary PyTorch module built by "
+        "`neuronshapley.network.repair.repair` "
         "(conv channels wrapped in `UnitReplacement`, hidden linear units by weight edits) "
         "and saved as a state dict.",
         "",

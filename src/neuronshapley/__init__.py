@@ -1,18 +1,25 @@
 """neuronshapley: find the neurons responsible for what a trained PyTorch network does.
 
-Neuron Shapley (Ghorbani & Zou, NeurIPS 2020) values every unit (conv filter, hidden unit)
-by its Shapley value towards a performance metric of the whole network.
+Neuron Shapley (Ghorbani & Zou, NeurIPS 2020) values every unit (conv filter, hidden unit,
+attention head) by its Shapley value towards a performance metric of the whole network.
 """
 
-__version__ = "0.1.0"
-
-from .ablation import AblationError, Ablator  # noqa: E402
-from .distributed import estimate_distributed  # noqa: E402
-from .estimators import METHODS, estimate  # noqa: E402
-from .game import Game, GameError, ModelGame, check_masks  # noqa: E402
-from .merge import merge_results  # noqa: E402
-from .players import Layer, PlayerError, PlayerSet, discover_players  # noqa: E402
-from .result import ShapleyResult  # noqa: E402
+from neuronshapley._version import __version__
+from neuronshapley.distributed import estimate_distributed
+from neuronshapley.errors import (
+    AblationError,
+    GameError,
+    InputError,
+    NeuronShapleyError,
+    PlayerError,
+)
+from neuronshapley.estimators import METHODS, estimate
+from neuronshapley.estimators.merge import merge_results
+from neuronshapley.network.ablation import Ablator
+from neuronshapley.network.game import ModelGame
+from neuronshapley.network.players import Layer, PlayerSet, discover_players
+from neuronshapley.protocol import Game, check_masks
+from neuronshapley.result import ShapleyResult
 
 __all__ = [
     "METHODS",
@@ -20,11 +27,14 @@ __all__ = [
     "Ablator",
     "Game",
     "GameError",
+    "InputError",
     "Layer",
     "ModelGame",
+    "NeuronShapleyError",
     "PlayerError",
     "PlayerSet",
     "ShapleyResult",
+    "__version__",
     "check_masks",
     "discover_players",
     "estimate",

@@ -24,15 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_write_text
+from neuronshapley._version import __version__
+from neuronshapley.files import atomic_write_text
 
 FORMAT_VERSION = 1
 
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape the numbers."""
-    from . import __version__
-
     versions = {
         "neuronshapley": __version__,
         "numpy": np.__version__,
@@ -182,7 +181,7 @@ class ShapleyResult:
         atomic_write_text(out / "values.csv", _csv_text(header, rows))
         atomic_write_text(out / "metadata.json", json.dumps(self.metadata(), indent=2) + "\n")
         if self.state is not None:
-            from .estimators.checkpoint import save_state
+            from neuronshapley.estimators.checkpoint import save_state
 
             save_state(out, *self.state)
         return out

@@ -121,7 +121,7 @@ def test_sigkill_loses_at_most_one_interval(tmp_path):
 
 
 def test_merge_pools_independent_runs(tmp_path):
-    from neuronshapley.merge import MergeError, merge_results
+    from neuronshapley.estimators.merge import MergeError, merge_results
 
     game = _game()
     a = ns.estimate(game, method="permutation", seed=1, n_permutations=40, strata=1)

@@ -11,7 +11,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from neuronshapley.repair import load_repaired
+from neuronshapley.network.repair import load_repaired
 from neuronshapley.studies.adversarial_repair import (
     AdversarialSetup,
     AttackSettings,
@@ -88,7 +88,7 @@ def test_run_adversarial_end_to_end(tiny_setup: AdversarialSetup, tmp_path: Path
 
 @pytest.mark.slow
 def test_adversarial_command(tmp_path: Path) -> None:
-    from neuronshapley.cli_repair import register
+    from neuronshapley.cli.repair import register
 
     app = typer.Typer()
     register(app)

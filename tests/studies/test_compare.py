@@ -12,7 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import neuronshapley as ns
-from neuronshapley.baselines import BASELINES
+from neuronshapley.evaluation.baselines import BASELINES
 from neuronshapley.studies.compare import (
     SHAPLEY,
     nested_masks,
@@ -156,7 +156,7 @@ def test_cli_commands_with_a_tiny_setup(trained: nn.Module, tmp_path, monkeypatc
     """``compare`` and ``class-specific`` through a typer app built with ``register``."""
     import typer
 
-    from neuronshapley.cli_studies import register
+    from neuronshapley.cli.studies import register
     from neuronshapley.studies import compare as cmp
 
     monkeypatch.setattr(cmp, "study_setup", lambda name, **kw: _tiny_setup(trained))
@@ -195,7 +195,7 @@ def test_cli_compare_on_digits(tmp_path, monkeypatch) -> None:
     """``compare`` on the real digits CNN (trained into a temporary cache), tiny budgets."""
     import typer
 
-    from neuronshapley.cli_studies import register
+    from neuronshapley.cli.studies import register
 
     monkeypatch.setenv("NEURONSHAPLEY_CACHE", str(tmp_path / "cache"))
     app = typer.Typer()

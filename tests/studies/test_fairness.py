@@ -12,7 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from neuronshapley.repair import load_repaired
+from neuronshapley.network.repair import load_repaired
 from neuronshapley.studies.fairness import (
     FairnessSetup,
     evaluate_groups,
@@ -146,7 +146,7 @@ def test_bad_target(tiny_setup: FairnessSetup) -> None:
 
 @pytest.mark.slow
 def test_fairness_command(tmp_path: Path) -> None:
-    from neuronshapley.cli_repair import register
+    from neuronshapley.cli.repair import register
 
     app = typer.Typer()
     register(app)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import neuronshapley as ns
-from neuronshapley.repair import load_repaired, repair
+from neuronshapley.network.repair import load_repaired, repair
 from neuronshapley.studies.repair_common import (
     AppendedOutput,
     estimate_values,

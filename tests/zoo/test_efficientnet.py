@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neuronshapley.players import discover_players
+from neuronshapley.network.players import discover_players
 from neuronshapley.zoo.efficientnet import (
     N_CHANNELS,
     conv_channels,

@@ -1,9 +1,9 @@
 """Model-agnostic Shapley estimators: they see only a game, a budget and a random generator."""
 
-from .api import METHODS, EstimationInterrupted, estimate, method_options
-from .checkpoint import CheckpointError
-from .stats import RunningStats
-from .walks import Truncation
+from neuronshapley.estimators.api import METHODS, EstimationInterrupted, estimate, method_options
+from neuronshapley.estimators.checkpoint import CheckpointError
+from neuronshapley.estimators.stats import RunningStats
+from neuronshapley.estimators.walks import Truncation
 
 __all__ = [
     "METHODS",

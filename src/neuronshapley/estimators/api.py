@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from ..progress import make_progress
-from ..result import ShapleyResult
-from .checkpoint import Checkpointer, CheckpointError, has_state, load_state
-from .exact import exact_shapley
-from .permutation import PermutationRun
-from .sampler import WalkSampler
-from .tmab import BanditRun, settings_from_options
-from .walks import Truncation
+from neuronshapley.estimators.checkpoint import Checkpointer, CheckpointError, has_state, load_state
+from neuronshapley.estimators.exact import exact_shapley
+from neuronshapley.estimators.permutation import PermutationRun
+from neuronshapley.estimators.sampler import WalkSampler
+from neuronshapley.estimators.tmab import BanditRun, settings_from_options
+from neuronshapley.estimators.walks import Truncation
+from neuronshapley.progress import make_progress
+from neuronshapley.result import ShapleyResult
 
 METHODS = ("exact", "permutation", "truncated", "tmab", "auto")
 

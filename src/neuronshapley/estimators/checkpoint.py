@@ -18,14 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write, atomic_write_text
+from neuronshapley.errors import CheckpointError
+from neuronshapley.files import atomic_write, atomic_write_text
 
 STATE_VERSION = 1
 _FACTS = "__facts__"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used for this run."""
 
 
 def save_state(folder: str | os.PathLike[str], arrays: dict[str, np.ndarray],

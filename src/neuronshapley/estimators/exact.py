@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .walks import as_2d
+from neuronshapley.estimators.walks import as_2d
 
 MAX_EXACT_PLAYERS = 22
 

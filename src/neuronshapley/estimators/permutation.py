@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import normal_halfwidth
-from .sampler import WalkSampler
-from .stats import RunningStats
-from .surrogate import SurrogateControl
+from neuronshapley.estimators.bounds import normal_halfwidth
+from neuronshapley.estimators.sampler import WalkSampler
+from neuronshapley.estimators.stats import RunningStats
+from neuronshapley.estimators.surrogate import SurrogateControl
 
 
 class PermutationRun:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .walks import Truncation, WalkOutcome, as_2d, run_walk, run_walks
+from neuronshapley.estimators.walks import Truncation, WalkOutcome, as_2d, run_walk, run_walks
 
 WALK_CHUNK = 8  # steps per walk per game call when several walks share the calls (measured:
 # on the digits game 8 gave the most walks per second, 4 and 22 about 7% fewer)

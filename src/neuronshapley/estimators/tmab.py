@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .betting import BettingIntervals
-from .bounds import bernstein_halfwidth, union_normal_halfwidth
-from .sampler import WalkSampler
-from .stats import RunningStats
+from neuronshapley.estimators.betting import BettingIntervals
+from neuronshapley.estimators.bounds import bernstein_halfwidth, union_normal_halfwidth
+from neuronshapley.estimators.sampler import WalkSampler
+from neuronshapley.estimators.stats import RunningStats
 
 SAMPLINGS = ("auto", "walk", "direct", "shared")
 RULES = ("separation", "paper")

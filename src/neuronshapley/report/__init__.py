@@ -5,6 +5,6 @@
 :mod:`.figures`; top examples and feature visualisation in :mod:`.visualize`.
 """
 
-from .html import ReportError, render_html, write_report
+from neuronshapley.report.html import ReportError, render_html, write_report
 
 __all__ = ["ReportError", "render_html", "write_report"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..result import ShapleyResult
+from neuronshapley.result import ShapleyResult
 
 #: Colours of the rankings (Shapley first); others get matplotlib's cycle.
 COLOURS = {"shapley": "#d62728", "top": "#d62728", "loo": "#1f77b4", "conductance": "#2ca02c",
@@ -245,7 +245,7 @@ def compute_removal(
     path: str | os.PathLike[str], draws: int = 10, seed: int = 0,
 ) -> Path:
     """Evaluate top-k versus random removal on ``game`` and write ``removal.csv``."""
-    from ..demo import removal_curve, removal_masks
+    from neuronshapley.evaluation.removal import removal_curve, removal_masks
 
     n = result.n_players
     sizes = removal_sizes(n)

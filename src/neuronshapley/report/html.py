@@ -30,16 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..players import PlayerSet, discover_players
-from ..result import ShapleyResult
-from . import figures as fig
-from .visualize import UnitFigures, unit_figures
+from neuronshapley.errors import ReportError
+from neuronshapley.network.players import PlayerSet, discover_players
+from neuronshapley.report import figures as fig
+from neuronshapley.report.visualize import UnitFigures, unit_figures
+from neuronshapley.result import ShapleyResult
 
 Log = Callable[[str], None]
 
-
-class ReportError(ValueError):
-    """The report cannot be built (e.g. matplotlib is missing)."""
 
 _IMAGE_CHECK = """<script>
 (function () {

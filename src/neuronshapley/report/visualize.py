@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..ablation import attention_head_outputs
-from ..players import Layer, PlayerSet
+from neuronshapley.network.ablation import attention_head_outputs
+from neuronshapley.network.players import Layer, PlayerSet
 
 
 class _StopForwardError(Exception):

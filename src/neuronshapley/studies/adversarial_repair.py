@@ -2,14 +2,14 @@
 
 Recipe, on the digits CNN:
 
-1. Targeted L-infinity PGD (:func:`~neuronshapley.adversarial.pgd_targeted`, a random wrong
+1. Targeted L-infinity PGD (:func:`~neuronshapley.studies.attacks.pgd_targeted`, a random wrong
    target class per image) crafts adversarial examples **on the full model** for the
    validation and the test images, once.
 2. The validation images are cut in two parts (``selection_fraction``, stratified by
    label): the *value* part and the *selection* part. The test images are used by neither.
 3. The game plays on the value part's clean and adversarial images, with
    ``V(S) = attack success - clean accuracy``
-   (:func:`~neuronshapley.adversarial.adversarial_metric`, a vector game that also returns
+   (:func:`~neuronshapley.studies.attacks.adversarial_metric`, a vector game that also returns
    both parts). Units with the largest values carry the attack without carrying clean
    accuracy. The estimator is a study-level choice (``method="auto"``: truncated walks with
    roulette truncation and position strata; ``"tmab"`` separates the top of the paper's
@@ -20,7 +20,7 @@ Recipe, on the digits CNN:
    per point of clean accuracy lost). The ranking and the number ``k`` removed are chosen on
    the **selection** part: the lowest success whose clean accuracy drops at most
    ``max_clean_drop``.
-5. The repaired model (:func:`~neuronshapley.repair.repair`) is measured on the **test**
+5. The repaired model (:func:`~neuronshapley.network.repair.repair`) is measured on the **test**
    images: clean accuracy; success of the original attack (test examples crafted on the
    full model); success of a black-box transfer attack crafted on an independently trained
    second architecture (:class:`TransferCNN`); and, for honesty, success of a fresh
@@ -46,17 +46,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adversarial import (
+from neuronshapley.network.repair import repair
+from neuronshapley.report.figures import save_figure
+from neuronshapley.result import ShapleyResult, library_versions
+from neuronshapley.studies.attacks import (
     ADVERSARIAL_OUTPUTS,
     adversarial_game,
     attack_success,
     pgd_targeted,
     random_targets,
 )
-from ..repair import repair
-from ..report.figures import save_figure
-from ..result import ShapleyResult, library_versions
-from .repair_common import (
+from neuronshapley.studies.repair_common import (
     KNAPSACK,
     estimate_values,
     greedy_search,
@@ -65,7 +65,7 @@ from .repair_common import (
     split_indices,
     write_repair_files,
 )
-from .repair_common import k_grid as _grid
+from neuronshapley.studies.repair_common import k_grid as _grid
 
 Log = Callable[[str], None]
 DEFAULT_PLAYERS: tuple[str, ...] = ("features.*", "classifier.1")
@@ -126,8 +126,8 @@ def adversarial_setup(
     trained on the same training images (seconds each)."""
     from sklearn.model_selection import train_test_split
 
-    from ..zoo.colored_digits import fit_classifier
-    from ..zoo.digits import DigitsData, accuracy, load_digits_split, train_digits_cnn
+    from neuronshapley.zoo.colored_digits import fit_classifier
+    from neuronshapley.zoo.digits import DigitsData, accuracy, load_digits_split, train_digits_cnn
 
     data = load_digits_split(seed=seed)
     idx = np.arange(len(data.y_train))
@@ -465,7 +465,7 @@ def write_adversarial(result: AdversarialResult, out_dir: str | os.PathLike[str]
         {"removed": result.removed,
          "how": f"units replaced as in the game ({result.settings['replacement']} over the "
                 "clean validation images)",
-         "load": "neuronshapley.repair.load_repaired(neuronshapley.zoo.DigitsCNN(), "
+         "load": "neuronshapley.network.repair.load_repaired(neuronshapley.zoo.DigitsCNN(), "
                  "'repaired_model.pt')",
          "architecture": type(result.setup.model).__name__},
         summary, (lambda path: plot_adversarial(result, path)) if plot else None,

@@ -48,13 +48,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..estimators import estimate
-from ..files import atomic_write_text as _write
-from ..files import csv_text as _csv
-from ..game import ModelGame
-from ..players import PlayerSet
-from ..report.figures import save_figure
-from ..result import ShapleyResult, library_versions
+from neuronshapley.estimators import estimate
+from neuronshapley.files import atomic_write_text as _write
+from neuronshapley.files import csv_text as _csv
+from neuronshapley.network.game import ModelGame
+from neuronshapley.network.players import PlayerSet
+from neuronshapley.report.figures import save_figure
+from neuronshapley.result import ShapleyResult, library_versions
 
 Log = Callable[[str], None]
 DEFAULT_REMOVE: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 8, 10)

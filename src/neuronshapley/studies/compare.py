@@ -1,7 +1,7 @@
 """Study "compare": which ranking of units finds the ones a network's performance rests on?
 
 Given a model, value-estimation data and *held-out* data, every ranking (Neuron Shapley from
-:func:`neuronshapley.estimate` and each baseline of :mod:`neuronshapley.baselines`) is
+:func:`neuronshapley.estimate` and each baseline of :mod:`neuronshapley.evaluation.baselines`) is
 computed on the value data; then, for k = 0..K, the top-k units of each ranking are removed
 (replaced by their mean activation over the value data, as for the values) and the metric is
 measured on the held-out data. The K + 1 nested masks of one ranking are one batched game
@@ -43,15 +43,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..baselines import BASELINES, rank_units
-from ..estimators import estimate
-from ..files import atomic_write_text as write_text
-from ..files import csv_text
-from ..game import ModelGame
-from ..metrics import chance_level
-from ..players import PlayerSet
-from ..report.figures import save_figure
-from ..result import ShapleyResult, library_versions
+from neuronshapley.estimators import estimate
+from neuronshapley.evaluation.baselines import BASELINES, rank_units
+from neuronshapley.files import atomic_write_text as write_text
+from neuronshapley.files import csv_text
+from neuronshapley.network.game import ModelGame
+from neuronshapley.network.metrics import chance_level
+from neuronshapley.network.players import PlayerSet
+from neuronshapley.report.figures import save_figure
+from neuronshapley.result import ShapleyResult, library_versions
 
 #: Name of the Shapley ranking in the tables and plots.
 SHAPLEY = "shapley"
@@ -256,7 +256,7 @@ def run_compare(
             ``benchmarks/``); ``"tmab"`` (with ``k`` in the options) certifies a top-k when
             its budget suffices (:func:`shapley_options` builds the options of a setup for
             a method). ``shapley_method=None`` leaves Shapley out.
-        baselines: names from :data:`neuronshapley.baselines.BASELINES`.
+        baselines: names from :data:`neuronshapley.evaluation.baselines.BASELINES`.
         rankings: precomputed results by name (e.g. ``{"shapley": ShapleyResult.load(...)}``),
             used instead of computing them.
         max_k: K, the largest number of removed units (default: all players).
@@ -411,7 +411,7 @@ def study_setup(name: str = "digits", seed: int = 0, cache_dir: str | os.PathLik
     held-out check on the 100 odd-indexed ones (50 faces and 50 non-faces each).
     """
     if name == "digits":
-        from ..zoo.digits import pretrained_digits_cnn
+        from neuronshapley.zoo.digits import pretrained_digits_cnn
 
         model, data = pretrained_digits_cnn(cache_dir=cache_dir, seed=seed)
         return StudySetup(
@@ -424,7 +424,7 @@ def study_setup(name: str = "digits", seed: int = 0, cache_dir: str | os.PathLik
              "small_k": 10},
         )
     if name == "onet":
-        from ..zoo.onet import CONV_LAYERS, load_lfw_faces, pretrained_onet
+        from neuronshapley.zoo.onet import CONV_LAYERS, load_lfw_faces, pretrained_onet
 
         model = pretrained_onet()
         value, held = load_lfw_faces().split()

@@ -19,7 +19,7 @@ Recipe (Neuron Shapley, §4.3), on a model with a known bias:
 4. The ranking and ``k`` are chosen on the **selection** part: the best target score
    among the ``k`` in ``k_grid`` whose overall accuracy (on the deployment mix of groups)
    drops at most ``max_overall_drop`` below the unrepaired model's.
-5. :func:`~neuronshapley.repair.repair` builds the repaired model; every group's accuracy
+5. :func:`~neuronshapley.network.repair.repair` builds the repaired model; every group's accuracy
    before and after is measured on the **test** split, beside ``random_draws`` removals of
    ``k`` random units and, with ``search_steps``, a greedy search that removes unit by unit
    whatever helps the target most on the selection part (no values: the control that shows
@@ -34,7 +34,7 @@ Files written by :func:`write_fairness` into ``out_dir``: ``fairness.csv`` (scor
 model and removal), ``selection.csv`` (every ranking and ``k`` tried), ``curve.csv`` (scores
 on the three splits along the chosen ranking), ``fairness.png``, ``values/`` (the Shapley
 values, every output), ``repaired_model.pt`` (state dict;
-:func:`~neuronshapley.repair.load_repaired`) with ``repaired_model.json``, ``summary.json``.
+:func:`~neuronshapley.network.repair.load_repaired`) with ``repaired_model.json``, ``summary.json``.
 """
 
 from __future__ import annotations
@@ -50,12 +50,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..game import ModelGame
-from ..repair import repair
-from ..report.figures import save_figure
-from ..result import ShapleyResult, library_versions
-from ..zoo.colored_digits import GroupedData
-from .repair_common import (
+from neuronshapley.network.game import ModelGame
+from neuronshapley.network.repair import repair
+from neuronshapley.report.figures import save_figure
+from neuronshapley.result import ShapleyResult, library_versions
+from neuronshapley.studies.repair_common import (
     KNAPSACK,
     AppendedOutput,
     estimate_values,
@@ -65,7 +64,8 @@ from .repair_common import (
     split_indices,
     write_repair_files,
 )
-from .repair_common import k_grid as _grid
+from neuronshapley.studies.repair_common import k_grid as _grid
+from neuronshapley.zoo.colored_digits import GroupedData
 
 Log = Callable[[str], None]
 BENCHMARKS = ("digits", "adult")
@@ -188,7 +188,11 @@ def fairness_setup(
     unbiased reference model).
     """
     if name == "digits":
-        from ..zoo.colored_digits import MINORITY, load_colored_digits, train_colored_digits_cnn
+        from neuronshapley.zoo.colored_digits import (
+            MINORITY,
+            load_colored_digits,
+            train_colored_digits_cnn,
+        )
 
         data = load_colored_digits(seed=seed)
         model = train_colored_digits_cnn(data, epochs=epochs or 20, seed=seed)
@@ -204,7 +208,7 @@ def fairness_setup(
             np.arange(len(data.val)) % half,
         )
     if name == "adult":
-        from ..zoo.tabular import load_adult, train_tabular_mlp
+        from neuronshapley.zoo.tabular import load_adult, train_tabular_mlp
 
         data = load_adult("sex", seed=seed, minority_keep=minority_keep, max_train=max_train)
         model = train_tabular_mlp(data, epochs=epochs or 8, seed=seed)
@@ -566,7 +570,8 @@ def write_fairness(result: FairnessResult, out_dir: str | os.PathLike[str],
         {"benchmark": result.setup.name, "removed": result.removed,
          "how": f"units replaced as in the game ({result.settings['replacement']} over the "
                 "validation split)",
-         "load": "neuronshapley.repair.load_repaired(<fresh model of the same architecture>, "
+         "load": "neuronshapley.network.repair.load_repaired("
+                 "<fresh model of the same architecture>, "
                  "'repaired_model.pt')",
          "architecture": type(result.setup.model).__name__},
         summary, (lambda path: plot_fairness(result, path)) if plot else None, "fairness.png",

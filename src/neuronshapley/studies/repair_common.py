@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..estimators import estimate
-from ..files import atomic_write_text, csv_text, json_safe
-from ..repair import save_repaired
-from ..result import ShapleyResult
+from neuronshapley.estimators import estimate
+from neuronshapley.files import atomic_write_text, csv_text, json_safe
+from neuronshapley.network.repair import save_repaired
+from neuronshapley.result import ShapleyResult
 
 #: Estimators a repair study accepts (each returns values for every output of the game).
 ESTIMATORS = ("auto", "truncated", "permutation", "tmab")
@@ -217,7 +217,7 @@ def write_repair_files(
 
     ``tables``: key -> (file name, rows), each written as CSV; ``values/`` (the Shapley
     values); ``repaired_model.pt`` with ``model_info`` as its JSON
-    (:func:`~neuronshapley.repair.save_repaired`); the plot (``plot(path)``, file
+    (:func:`~neuronshapley.network.repair.save_repaired`); the plot (``plot(path)``, file
     ``plot_name``) when given; ``summary.json``: ``summary(files)`` plus the file list.
     """
     out = Path(out_dir)

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..files import atomic_write
-from ..runtime import torch_threads
+from neuronshapley.files import atomic_write
+from neuronshapley.runtime import torch_threads
 
 __all__ = [
     "DigitsCNN",

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .colored_digits import GroupedData, fit_classifier
+from neuronshapley.zoo.colored_digits import GroupedData, fit_classifier
 
 __all__ = [
     "ADULT_COLUMNS",

@@ -1,0 +1,52 @@
+"""What every command shares: exit codes, consoles, and library errors as one-line messages.
+
+Errors the library raises for bad inputs (:class:`~neuronshapley.errors.NeuronShapleyError`,
+``ValueError``, ``OSError``) become a one-line red message and exit code 2, never a
+traceback; run a command inside :func:`library_errors` to get that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from neuronshapley.errors import NeuronShapleyError
+
+#: Exit code for errors in the user's inputs reported by the library (same as usage errors).
+EXIT_INPUT_ERROR = 2
+#: Exit code after Ctrl-C.
+EXIT_INTERRUPTED = 130
+#: Exceptions shown as a one-line message instead of a traceback.
+LIBRARY_ERRORS: tuple[type[BaseException], ...] = (NeuronShapleyError, ValueError, OSError)
+
+
+def out_console() -> Console:
+    """Console for a command's normal output (stdout)."""
+    return Console()
+
+
+def err_console() -> Console:
+    """Console for error messages (stderr), without wrapping."""
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
+    """Print ``message`` as one red line on stderr; return the ``typer.Exit`` to raise."""
+    one_line = " ".join(message.split()) or "failed"
+    err_console().print(f"[bold red]error:[/] [red]{escape(one_line)}[/]")
+    return typer.Exit(code)
+
+
+@contextmanager
+def library_errors() -> Iterator[None]:
+    """Turn the library's input errors and Ctrl-C into a short message and an exit code."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED) from None
+    except LIBRARY_ERRORS as exc:
+        raise fail(str(exc) or type(exc).__name__) from None

@@ -1,0 +1,200 @@
+"""Commands ``fairness`` and ``adversarial``: repair a model by removing units (paper §4.3-4.4).
+
+Each builds its benchmark (trains small models in seconds), values the units, removes the
+chosen ones and writes a table (CSV), a plot (PNG), the values, the repaired model (state
+dict + JSON) and ``summary.json`` into ``--out``. Registered by :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def _ints(text: str | None) -> list[int] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise ValueError(f"--k-grid must be comma-separated integers, got {text!r}") from None
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        out = [float(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise ValueError(f"--clean-weights must be comma-separated numbers, got {text!r}") from None
+    if not out:
+        raise ValueError("--clean-weights needs at least one number")
+    return out
+
+
+_METHOD_HELP = ("Shapley estimator: auto (truncated walks, roulette truncation, position "
+                "strata), tmab, truncated or permutation.")
+
+
+def _check_method(method: str) -> None:
+    from neuronshapley.studies.repair_common import ESTIMATORS
+
+    if method not in ESTIMATORS:
+        raise ValueError(f"--method must be one of {', '.join(ESTIMATORS)}, got {method!r}")
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``fairness`` and ``adversarial`` commands to ``app``."""
+    from neuronshapley.cli.common import library_errors, out_console
+
+    @app.command()
+    def fairness(
+        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
+                                          file_okay=False)] = Path("neuronshapley-fairness"),
+        benchmark: Annotated[str, typer.Option(
+            help="digits (coloured digits, colour shortcut) or adult (UCI Adult, sex).")
+        ] = "digits",
+        seed: Annotated[int, typer.Option(help="Seed of data, training and estimate.")] = 0,
+        max_evaluations: Annotated[int, typer.Option(
+            min=1, help="Shapley budget of game evaluations.")] = 16000,
+        method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "auto",
+        max_overall_drop: Annotated[float, typer.Option(
+            help="Largest overall-accuracy drop (selection part) allowed when choosing k.")
+        ] = 0.05,
+        selection_fraction: Annotated[float, typer.Option(
+            help="Share of validation that chooses the ranking and k; the rest values the "
+            "units (0: both on all of it).")] = 0.5,
+        replacement: Annotated[str, typer.Option(
+            help="Removed units output their mean activation (mean) or zero (zero).")] = "mean",
+        search_steps: Annotated[int, typer.Option(
+            min=0, help="Steps of the greedy-search control (0: none).")] = 0,
+        k_grid: Annotated[str | None, typer.Option(
+            help="Comma-separated numbers of removed units tried on validation.")] = None,
+        epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
+        threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                               help="Print progress lines.")] = True,
+    ) -> None:
+        """Remove the units that hurt an under-served group; report every group before/after."""
+        from neuronshapley.studies.fairness import fairness_setup, run_fairness, write_fairness
+
+        console = out_console()
+        log = (lambda m: console.print(m, highlight=False)) if progress else None
+        with library_errors(), _threads(threads):
+            _check_method(method)
+            setup = fairness_setup(benchmark, seed=seed, epochs=epochs)
+            if log:
+                log(f"benchmark: {setup.description}")
+            result = run_fairness(setup, max_evaluations=max_evaluations, method=method,
+                                  seed=seed, k_grid=_ints(k_grid),
+                                  max_overall_drop=max_overall_drop,
+                                  selection_fraction=selection_fraction,
+                                  replacement=replacement, search_steps=search_steps, log=log)
+            files = write_fairness(result, out)
+        _print_rows(console, f"Fairness repair ({setup.name}, target {setup.target}), %",
+                    result.rows(), skip=("split", "model", "removed"),
+                    lead=("split", "model", "removed"))
+        console.print(result.interpretation(), highlight=False)
+        console.print("Files: " + ", ".join(str(p) for p in files.values()), highlight=False)
+
+    @app.command()
+    def adversarial(
+        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
+                                          file_okay=False)] = Path("neuronshapley-adversarial"),
+        seed: Annotated[int, typer.Option(help="Seed of data, training, attack, estimate.")] = 0,
+        eps: Annotated[float, typer.Option(help="L-infinity radius (pixels in [0, 1]).")] = 0.2,
+        step_size: Annotated[float | None, typer.Option(
+            help="PGD step (default eps / 4).")] = None,
+        steps: Annotated[int, typer.Option(min=1, help="PGD iterations.")] = 20,
+        random_start: Annotated[bool, typer.Option(
+            "--random-start/--no-random-start", help="Start PGD at a random point.")] = True,
+        max_evaluations: Annotated[int, typer.Option(
+            min=1, help="Shapley budget of game evaluations.")] = 16000,
+        method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "auto",
+        clean_weights: Annotated[str, typer.Option(
+            help="Weights lambda of phi(success) - lambda phi(clean) tried on validation "
+            "(1 is the paper's metric).")
+        ] = "0.5,0.75,1",
+        max_clean_drop: Annotated[float, typer.Option(
+            help="Largest clean-accuracy drop (selection part) allowed when choosing k.")
+        ] = 0.10,
+        selection_fraction: Annotated[float, typer.Option(
+            help="Share of validation that chooses the ranking and k; the rest values the "
+            "units (0: both on all of it).")] = 0.5,
+        replacement: Annotated[str, typer.Option(
+            help="Removed units output their mean activation (mean) or zero (zero).")] = "mean",
+        search_steps: Annotated[int, typer.Option(
+            min=0, help="Steps of the greedy-search control (0: none).")] = 0,
+        k_grid: Annotated[str | None, typer.Option(
+            help="Comma-separated numbers of removed units tried on validation.")] = None,
+        epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 20,
+        threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                               help="Print progress lines.")] = True,
+    ) -> None:
+        """Remove the units a targeted PGD attack exploits; report attacks before/after."""
+        from neuronshapley.studies.adversarial_repair import (
+            AttackSettings,
+            adversarial_setup,
+            run_adversarial,
+            write_adversarial,
+        )
+
+        console = out_console()
+        log = (lambda m: console.print(m, highlight=False)) if progress else None
+        with library_errors(), _threads(threads):
+            _check_method(method)
+            if eps <= 0:
+                raise ValueError(f"--eps must be positive, got {eps}")
+            attack = AttackSettings(eps, step_size if step_size is not None else eps / 4,
+                                    steps, random_start)
+            setup = adversarial_setup(seed=seed, epochs=epochs)
+            result = run_adversarial(setup, attack, max_evaluations=max_evaluations,
+                                     method=method, seed=seed,
+                                     clean_weights=_floats(clean_weights), k_grid=_ints(k_grid),
+                                     max_clean_drop=max_clean_drop,
+                                     selection_fraction=selection_fraction,
+                                     replacement=replacement, search_steps=search_steps,
+                                     log=log)
+            files = write_adversarial(result, out)
+        _print_rows(console, "Adversarial repair (test images), %", result.rows(),
+                    skip=("model",), lead=("model",))
+        console.print(result.interpretation(), highlight=False)
+        console.print("Files: " + ", ".join(str(p) for p in files.values()), highlight=False)
+
+
+def _print_rows(console: Any, title: str, rows: list[dict[str, Any]],
+                skip: tuple[str, ...], lead: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    if not rows:
+        return
+    table = Table(title=title, title_justify="left")
+    cols = list(rows[0])
+    for c in cols:
+        table.add_column(c, justify="left" if c in lead else "right")
+    for row in rows:
+        table.add_row(*[str(row[c]) if c in skip else _pct(row[c]) for c in cols])
+    console.print(table)
+
+
+def _pct(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "-" if f != f else f"{100 * f:.1f}"

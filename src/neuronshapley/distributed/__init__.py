@@ -1,0 +1,5 @@
+"""Estimation with walks computed by worker pools (Ray actors)."""
+
+from neuronshapley.distributed.backend import estimate_distributed
+
+__all__ = ["estimate_distributed"]

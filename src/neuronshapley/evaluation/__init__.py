@@ -1,0 +1,1 @@
+"""Consumers of a ranking: removal curves and baseline rankings."""

@@ -1,0 +1,325 @@
+"""Baseline rankings of units, each returned as a :class:`~neuronshapley.ShapleyResult`.
+
+The paper compares Neuron Shapley with simpler ways of scoring units. Each baseline here gives
+one score per player (larger = more important) in the same result type as
+:func:`neuronshapley.estimate`, so every downstream tool (``ranking()``, ``top(k)``,
+``save``) works unchanged. Where a score has no uncertainty, ``ci_low = ci_high = values``;
+``samples`` counts marginal contributions drawn per player (1 for leave-one-out, else 0) and
+``evaluations`` the coalitions the game evaluated (``n + 1`` for leave-one-out, else 0).
+
+========================  ===============================================================
+method                    score of a unit
+========================  ===============================================================
+``loo``                   leave-one-out: ``V(N) - V(N without the unit)`` (game, n + 1
+                          evaluations; (n, d) for a vector game)
+``weight_norm``           L2 norm of the unit's weight slice (conv: ``weight[i]``, linear:
+                          ``weight[i, :]``; bias left out)
+``activation_norm``       mean over the evaluation data of the L2 norm of the unit's output
+                          (the module output the ablation replaces: its whole activation map
+                          for a conv filter, ``|a|`` for a linear unit)
+``random``                uniform random numbers from ``seed``
+``conductance``           neuron conductance (Dhamdhere et al. 2019) with captum's
+                          ``LayerConductance``, attributing the model's output for the true
+                          class (``target = labels``) from a baseline input (default zeros),
+                          summed over the unit's spatial positions and averaged over the data
+========================  ===============================================================
+
+``rank_units(game, method)`` takes the inputs, targets, model and players from a
+:class:`~neuronshapley.ModelGame`; the functions below take them explicitly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuronshapley.errors import BaselineError
+from neuronshapley.network.game import check_masks
+from neuronshapley.network.players import Layer, PlayerSet
+from neuronshapley.result import ShapleyResult
+
+BASELINES = ("loo", "weight_norm", "activation_norm", "random", "conductance")
+
+
+def _result(
+    values: np.ndarray, players: list[str], method: str, seed: int | None, params: dict[str, Any],
+    started: float, samples: int = 0, evaluations: int = 0, info: dict[str, Any] | None = None,
+    output_names: list[str] | None = None,
+) -> ShapleyResult:
+    values = np.asarray(values, dtype=np.float64)
+    return ShapleyResult(
+        values, values.copy(), values.copy(), np.full(len(players), samples, dtype=np.int64),
+        evaluations, players, method, seed, params, time.perf_counter() - started, None,
+        output_names, info=dict(info or {}),
+    )
+
+
+def _player_ids(players: PlayerSet) -> list[str]:
+    return players.ids
+
+
+# ------------------------------------------------------------------------- leave-one-out
+def leave_one_out(game: Callable[[np.ndarray], np.ndarray],
+                  n_players: int | None = None) -> ShapleyResult:
+    """``V(N) - V(N without i)`` for every player i, from one batched call of n + 1 masks.
+
+    Works on any game (a plain callable needs ``n_players``). A :class:`ModelGame` with
+    ``walk_sample`` is evaluated on all its examples. Values (n,) or (n, d).
+    """
+    started = time.perf_counter()
+    n = int(n_players if n_players is not None else getattr(game, "n_players", 0))
+    if n < 1:
+        raise BaselineError("leave_one_out needs n_players for a game without n_players")
+    masks = np.ones((n + 1, n), dtype=bool)
+    masks[np.arange(1, n + 1), np.arange(n)] = False
+    with _full_data(game):
+        vals = np.asarray(game(check_masks(masks, n)), dtype=np.float64)
+    values = vals[0][None] - vals[1:]
+    ids = getattr(game, "players", None)
+    players = [str(p) for p in ids] if ids is not None and len(ids) == n else [
+        f"p{i}" for i in range(n)]
+    names = getattr(game, "output_names", None) if values.ndim == 2 else None
+    return _result(values, players, "loo", None, {}, started, samples=1, evaluations=n + 1,
+                   info={"v_full": np.atleast_1d(vals[0]).tolist()},
+                   output_names=list(names) if names is not None else None)
+
+
+@contextmanager
+def _full_data(game: Any) -> Iterator[None]:
+    """Evaluate a ModelGame on all its examples even if a walk batch is drawn."""
+    if not hasattr(game, "_subset"):
+        yield
+        return
+    saved = game._subset
+    game._subset = None
+    try:
+        yield
+    finally:
+        game._subset = saved
+
+
+# --------------------------------------------------------------------------- weight norm
+def _modules(model: nn.Module, players: PlayerSet) -> dict[str, nn.Module]:
+    mods = dict(model.named_modules())
+    missing = [ly.name for ly in players.layers if ly.name not in mods]
+    if missing:
+        raise BaselineError(f"layers {missing} are not sub-modules of the model")
+    return {ly.name: mods[ly.name] for ly in players.layers}
+
+
+def weight_norm(model: nn.Module, players: PlayerSet) -> ShapleyResult:
+    """L2 norm of each unit's weight slice (out-channel ``i`` of a conv, row ``i`` of a
+    linear layer; bias excluded). Values (n,)."""
+    started = time.perf_counter()
+    mods = _modules(model, players)
+    values = np.empty(players.n_players)
+    for layer in players.layers:
+        w = getattr(mods[layer.name], "weight", None)
+        if not isinstance(w, torch.Tensor) or w.shape[0] != layer.n_units:
+            raise BaselineError(
+                f"layer {layer.name!r} has no weight with {layer.n_units} output units first"
+            )
+        values[layer.slice] = w.detach().double().reshape(layer.n_units, -1).norm(dim=1).cpu()
+    return _result(values, _player_ids(players), "weight_norm", None, {}, started)
+
+
+# ----------------------------------------------------------------------- activation norm
+def _unit_axis(layer: Layer, ndim: int) -> int:
+    return layer.channel_axis if layer.channel_axis >= 0 else ndim + layer.channel_axis
+
+
+def _per_unit(layer: Layer, t: torch.Tensor, reduce: str) -> torch.Tensor:
+    """(B, ...) layer tensor -> (B, n_units): L2 norm or sum over every non-unit axis."""
+    t = t.movedim(_unit_axis(layer, t.ndim), 1).reshape(t.shape[0], layer.n_units, -1).double()
+    return t.norm(dim=2) if reduce == "norm" else t.sum(dim=2)
+
+
+@torch.inference_mode()
+def activation_norm(model: nn.Module, players: PlayerSet, inputs: torch.Tensor,
+                    batch_size: int = 256) -> ShapleyResult:
+    """Mean over ``inputs`` (N, ...) of the L2 norm of each unit's output map. Values (n,)."""
+    started = time.perf_counter()
+    if len(inputs) == 0:
+        raise BaselineError("activation_norm needs at least one input")
+    mods = _modules(model, players)
+    sums = {ly.name: torch.zeros(ly.n_units, dtype=torch.float64) for ly in players.layers}
+    handles = []
+
+    def make_hook(layer: Layer) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
+            sums[layer.name] += _per_unit(layer, out, "norm").sum(0).cpu()
+        return hook
+
+    try:
+        for layer in players.layers:
+            handles.append(mods[layer.name].register_forward_hook(make_hook(layer)))
+        for b0 in range(0, len(inputs), batch_size):
+            model(inputs[b0 : b0 + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    values = np.concatenate([(sums[ly.name] / len(inputs)).numpy() for ly in players.layers])
+    return _result(values, _player_ids(players), "activation_norm", None,
+                   {"batch_size": batch_size}, started,
+                   info={"examples": len(inputs), "forward_passes": len(inputs)})
+
+
+# ---------------------------------------------------------------------------- random
+def random_ranking(players: PlayerSet | list[str] | int, seed: int | None = 0) -> ShapleyResult:
+    """Uniform random scores in [0, 1) from ``seed``: a random order of the units. Values (n,)."""
+    started = time.perf_counter()
+    if isinstance(players, PlayerSet):
+        ids = players.ids
+    elif isinstance(players, int):
+        ids = [f"p{i}" for i in range(players)]
+    else:
+        ids = [str(p) for p in players]
+    values = np.random.default_rng(seed).random(len(ids))
+    return _result(values, ids, "random", seed, {}, started)
+
+
+# ------------------------------------------------------------------------ conductance
+def layer_conductance(
+    model: nn.Module,
+    layer: Layer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    baseline: float | torch.Tensor = 0.0,
+    n_steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Conductance of every unit of ``layer`` for every example, (N, n_units).
+
+    Captum's ``LayerConductance`` for the model's output at ``targets`` (N,), from
+    ``baseline`` (a scalar or a tensor broadcastable to one input) to each input, summed over
+    the unit's positions. Completeness: row sums approximate
+    ``F(x)[target] - F(baseline)[target]`` (closer for larger ``n_steps``).
+    """
+    try:
+        from captum.attr import LayerConductance
+    except ImportError:  # pragma: no cover - captum is in the studies / dev extras
+        raise BaselineError("conductance needs captum: pip install captum") from None
+    module = dict(model.named_modules()).get(layer.name)
+    if module is None:
+        raise BaselineError(f"layer {layer.name!r} is not a sub-module of the model")
+    if len(inputs) != len(targets):
+        raise BaselineError(f"{len(inputs)} inputs but {len(targets)} targets")
+    if n_steps < 2:
+        raise BaselineError(f"n_steps must be at least 2, got {n_steps}")
+    lc = LayerConductance(model, module)
+    # Bound memory: about 4096 (example x step) rows per forward pass.
+    batch = batch_size or max(1, 4096 // (n_steps + 1))
+    rows = []
+    targets = torch.as_tensor(targets).long()
+    for b0 in range(0, len(inputs), batch):
+        x = inputs[b0 : b0 + batch].detach()
+        base = baseline if not isinstance(baseline, torch.Tensor) else torch.broadcast_to(
+            baseline.to(x.dtype), x.shape).contiguous()
+        attr = lc.attribute(x, baselines=base, target=targets[b0 : b0 + batch].tolist(),
+                            n_steps=n_steps, method=method)
+        rows.append(_per_unit(layer, attr.detach(), "sum").cpu())
+    return torch.cat(rows)
+
+
+def conductance(
+    model: nn.Module,
+    players: PlayerSet,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    baseline: float | torch.Tensor = 0.0,
+    n_steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+) -> ShapleyResult:
+    """Neuron conductance of every unit, averaged over the examples. Values (n,).
+
+    Runs captum's ``LayerConductance`` once per layer of ``players`` (see
+    :func:`layer_conductance`); ``info["per_example_std"]`` holds the spread over examples.
+    """
+    started = time.perf_counter()
+    if len(inputs) == 0:
+        raise BaselineError("conductance needs at least one input")
+    values = np.empty(players.n_players)
+    spread = np.empty(players.n_players)
+    was_training = model.training
+    model.eval()
+    try:
+        for layer in players.layers:
+            per_ex = layer_conductance(model, layer, inputs, targets, baseline, n_steps,
+                                       method, batch_size)
+            values[layer.slice] = per_ex.mean(0).numpy()
+            spread[layer.slice] = per_ex.std(0).numpy() if len(per_ex) > 1 else 0.0
+    finally:
+        model.train(was_training)
+    params = {"n_steps": n_steps, "method": method,
+              "baseline": baseline if not isinstance(baseline, torch.Tensor) else "tensor"}
+    info = {"examples": len(inputs), "target": "true class (labels)",
+            "forward_passes": len(inputs) * n_steps * len(players.layers),
+            "per_example_std": spread.tolist()}
+    return _result(values, _player_ids(players), "conductance", None, params, started, info=info)
+
+
+# ------------------------------------------------------------------------- one entry point
+def rank_units(game: Any, method: str = "conductance", seed: int | None = 0,
+               **options: Any) -> ShapleyResult:
+    """Score every player of ``game`` with a baseline; same result type as ``estimate``.
+
+    Args:
+        game: a :class:`~neuronshapley.ModelGame` (``loo`` and ``random`` also take any game
+            with ``n_players``).
+        method: one of :data:`BASELINES`.
+        seed: seed of ``random`` (ignored by the deterministic baselines).
+        **options: ``conductance``: ``baseline`` (input baseline, 0.0), ``n_steps`` (50),
+            ``method`` (captum's integration rule, "gausslegendre"), ``batch_size``;
+            ``activation_norm``: ``batch_size``.
+    Returns:
+        a :class:`ShapleyResult` with ``method`` set to the baseline's name.
+    """
+    if method not in BASELINES:
+        raise ValueError(f"unknown baseline {method!r}; choose one of {BASELINES}")
+    allowed = {"conductance": {"baseline", "n_steps", "method", "batch_size"},
+               "activation_norm": {"batch_size"}}.get(method, set())
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"baseline {method!r} takes no option(s) {sorted(unknown)}")
+    if method == "loo":
+        return leave_one_out(game)
+    if method == "random":
+        ids = getattr(game, "players", None)
+        n = int(getattr(game, "n_players", 0))
+        return random_ranking(list(ids) if ids is not None else n, seed)
+    for attr in ("model", "players_set", "inputs", "targets"):
+        if not hasattr(game, attr):
+            raise BaselineError(
+                f"baseline {method!r} needs a ModelGame (model, players, inputs); "
+                f"{type(game).__name__} has no {attr!r}"
+            )
+    if method == "weight_norm":
+        return weight_norm(game.model, game.players_set)
+    if method == "activation_norm":
+        return activation_norm(game.model, game.players_set, game.inputs, **options)
+    opts = dict(options)
+    integration = opts.pop("method", "gausslegendre")
+    with torch.enable_grad():
+        return conductance(game.model, game.players_set, game.inputs, game.targets,
+                           method=integration, **opts)
+
+
+__all__ = [
+    "BASELINES",
+    "BaselineError",
+    "activation_norm",
+    "conductance",
+    "layer_conductance",
+    "leave_one_out",
+    "random_ranking",
+    "rank_units",
+    "weight_norm",
+]

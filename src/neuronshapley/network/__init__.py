@@ -1,0 +1,1 @@
+"""The torch side: removable units, their removal, the model game, metrics, repair."""

@@ -1,0 +1,339 @@
+"""The game ``V(S)``: a model, evaluation data and a metric, as a batched callable.
+
+Any callable ``game(masks) -> values`` with ``masks`` a bool array (M, n_players) and
+``values`` a float array (M,) (or (M, d) for a vector of metrics) is a game for the
+estimators; :class:`ModelGame` is the one built from a PyTorch model. Optional game
+attributes the estimators use: ``n_players``, ``players`` (ids), ``output_names``,
+``value_range`` and ``new_walk(rng)`` (draw a fresh data batch for the next walk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuronshapley.errors import GameError
+from neuronshapley.network.ablation import Ablator
+from neuronshapley.network.metrics import get_metric
+from neuronshapley.network.players import PlayerSet, discover_players
+from neuronshapley.protocol import check_masks
+
+PRECISIONS = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16,
+              "float16": torch.float16}
+
+
+@contextlib.contextmanager
+def cuda_math(allow_tf32: bool) -> Any:
+    """Allow or forbid TF32 in CUDA convolutions and matrix products inside the block.
+
+    PyTorch lets cuDNN convolutions use TF32 by default, which rounds operands to 10
+    mantissa bits: measured on an H100, that moved the digits CNN's accuracy by one test
+    image on 27 of 128 coalitions. ``"float32"`` games therefore run with TF32 off."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = allow_tf32
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+#: On CPU, examples x masks per pass such that the activations one pass writes (as probed)
+#: stay under this many bytes, and at most ``CPU_MAX_PASS``. Measured (benchmarks/engine.py):
+#: throughput is flat from about 2,048 to 32,768 digits images per pass (33 KB each) and from
+#: 16 to 64 EfficientNet-Lite0 images (56 MB each), lower when 16 images are split in passes
+#: of 9 (each pass has a fixed cost of about one image per hooked layer); bigger passes only
+#: cost memory.
+CPU_PASS_BYTES = 2**30
+CPU_MAX_PASS = 8192
+
+
+def auto_pass_size(model: nn.Module, example: torch.Tensor, device: torch.device) -> int:
+    """Examples x masks per forward pass for ``device`` (see ``ModelGame``'s pass_size)."""
+    per_example = activation_bytes(model, example)
+    if device.type != "cuda":
+        return cpu_pass_size(per_example)
+    free, _total = torch.cuda.mem_get_info(device)
+    return pass_size_for_memory(free, per_example)
+
+
+def activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
+    """Bytes of the module outputs of one forward pass, per example (a probe pass)."""
+    total = 0
+
+    def count(_module: nn.Module, _inp: object, out: object) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if m is not model]
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total // max(len(example), 1), 1)
+
+
+def cpu_pass_size(bytes_per_example: int) -> int:
+    """``CPU_PASS_BYTES`` over one example's activation bytes, within [1, CPU_MAX_PASS]."""
+    return int(min(max(CPU_PASS_BYTES // max(bytes_per_example, 1), 1), CPU_MAX_PASS))
+
+
+def pass_size_for_memory(free_bytes: int, bytes_per_example: int) -> int:
+    """Half the free memory over one example's activation bytes, within [64, 2**20]."""
+    return int(min(max(free_bytes // 2 // bytes_per_example, 64), 1 << 20))
+
+
+class ModelGame:
+    """``V(S)`` = ``metric`` of ``model`` on ``(inputs, targets)`` with units outside S removed.
+
+    Args:
+        model: a trained network in eval mode, batch dimension first.
+        inputs: evaluation inputs, tensor (N, ...).
+        targets: labels, tensor (N,).
+        metric: name from :data:`neuronshapley.network.metrics.METRICS` or a callable
+            ``(outputs (M, B, C), targets (B,), extra) -> (M,) or (M, d)``.
+        players: a :class:`PlayerSet`, or layer names / glob patterns, or None for all
+            conv and hidden linear units.
+        reference: inputs whose mean activations replace removed units (default: ``inputs``).
+        replacement: ``"mean"`` (paper), ``"channel"`` or ``"zero"``.
+        extra: per-example data handed to the metric (e.g. group labels), indexed like inputs.
+        batch_size: examples per forward pass (default: all, capped by ``pass_size``).
+        pass_size: examples times masks per forward pass; masks per pass follow from it.
+            None sizes it from the activation bytes one example needs (measured with a
+            probe pass): on CPU, 1 GiB of activations per pass, at most 8192 (e.g. 8192
+            for the digits CNN, 19 for EfficientNet-Lite0 at 224 x 224); on a GPU, half of
+            its free memory.
+        precision: ``"float32"`` (on CUDA with TF32 off, so a GPU gives the CPU's values up
+            to float rounding), ``"tf32"`` (CUDA convolutions and matrix products in TF32),
+            or ``"bfloat16"`` / ``"float16"`` to run the passes under autocast. Anything but
+            float32 is only accepted when it leaves the metric unchanged on the full and the
+            empty coalition; otherwise the game refuses it.
+        walk_sample: if set, each permutation walk draws this many examples at random
+            (the paper's "fresh batch per permutation"); otherwise all examples are used.
+        channels_last: use the channels-last memory format for 4-D activations (faster
+            convolutions on CPU); None picks it for models with ``Conv2d`` on CPU. This
+            converts ``model`` in place (``model.to(memory_format=...)``): it computes the
+            same function, up to float rounding (~1e-7).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        metric: str | Callable[..., torch.Tensor] = "accuracy",
+        players: PlayerSet | Sequence[str] | str | None = None,
+        reference: torch.Tensor | None = None,
+        replacement: str = "mean",
+        extra: Any = None,
+        batch_size: int | None = None,
+        pass_size: int | None = None,
+        walk_sample: int | None = None,
+        channels_last: bool | None = None,
+        precision: str = "float32",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise GameError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if model.training:
+            raise GameError(
+                "the model is in training mode (dropout and batch-norm would make V random): "
+                "call model.eval() first"
+            )
+        inputs = torch.as_tensor(inputs)
+        targets = torch.as_tensor(targets)
+        if len(inputs) != len(targets):
+            raise GameError(f"{len(inputs)} inputs but {len(targets)} targets: they must match")
+        if len(inputs) == 0:
+            raise GameError("the evaluation data is empty")
+        if walk_sample is not None and not 0 < walk_sample <= len(inputs):
+            raise GameError(f"walk_sample must be in 1..{len(inputs)}, got {walk_sample}")
+        if pass_size is not None and pass_size < 1:
+            raise GameError("pass_size must be positive")
+        if precision not in PRECISIONS:
+            raise GameError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+        self.model = model
+        self.players_set = players if isinstance(players, PlayerSet) else discover_players(
+            model, players
+        )
+        self.metric = get_metric(metric)
+        self.metric_name = metric if isinstance(metric, str) else getattr(
+            metric, "__name__", type(metric).__name__
+        )
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.device = device
+        if channels_last is None:
+            channels_last = device.type == "cpu" and any(
+                isinstance(mod, nn.Conv2d) for mod in model.modules()
+            ) and inputs.ndim == 4
+        self.channels_last = bool(channels_last and inputs.ndim == 4)
+        self.inputs = self._prepare(inputs)
+        self.targets = targets.to(device)
+        self.extra = extra
+        if pass_size is None:
+            pass_size = auto_pass_size(model, inputs[:1].to(device), device)
+        self.batch_size = min(batch_size or len(inputs), pass_size, len(inputs))
+        self.pass_size = pass_size
+        self.precision = "float32"
+        self.walk_sample = walk_sample
+        self._subset: torch.Tensor | None = None
+        ref = self._prepare(torch.as_tensor(reference)) if reference is not None else self.inputs
+        if self.channels_last:
+            self.model = model.to(memory_format=torch.channels_last)
+        with self._autocast():
+            self.ablator = Ablator(self.model, self.players_set, replacement).fit_reference(
+                ref, batch_size=max(1, min(len(ref), pass_size))
+            )
+        self.replacement = replacement
+        self.evaluations = 0
+        probe = self._values(np.ones((1, self.n_players), dtype=bool))
+        if precision != "float32":
+            self._check_precision(precision)
+        self.output_dim = 1 if probe.ndim == 1 else probe.shape[1]
+        names = getattr(self.metric, "output_names", None)
+        self.output_names: list[str] | None = (
+            list(names(self.output_dim)) if names and probe.ndim == 2 else
+            ([f"output{j}" for j in range(self.output_dim)] if probe.ndim == 2 else None)
+        )
+        self.value_range: float | None = None
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def n_players(self) -> int:
+        return self.players_set.n_players
+
+    @property
+    def players(self) -> list[str]:
+        return self.players_set.ids
+
+    @property
+    def masks_per_pass(self) -> int:
+        """How many masks one forward pass evaluates, from ``pass_size``."""
+        n_examples = self.walk_sample or len(self.inputs)
+        return max(1, self.pass_size // min(n_examples, self.batch_size))
+
+    def fingerprint(self) -> str:
+        """Hash of model weights, data, metric, players and replacement: identifies the game."""
+        h = hashlib.sha256()
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        for t in (self.inputs, self.targets):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(f"{self.metric_name}|{self.replacement}|{self.walk_sample}".encode())
+        h.update("|".join(self.players).encode())
+        return h.hexdigest()[:16]
+
+    # --------------------------------------------------------------- sampling
+    def new_walk(self, rng: np.random.Generator) -> None:
+        """Draw the data batch for the next permutation walk (no-op without ``walk_sample``)."""
+        if self.walk_sample is None:
+            return
+        idx = rng.choice(len(self.inputs), size=self.walk_sample, replace=False)
+        self._subset = torch.as_tensor(np.sort(idx), device=self.device)
+
+    # ------------------------------------------------------------- evaluation
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        """Values of the coalitions in ``masks`` (M, n_players) -> (M,) or (M, d)."""
+        arr = check_masks(masks, self.n_players)
+        return self._values(arr)
+
+    def _values(self, masks: np.ndarray) -> np.ndarray:
+        inputs, targets, extra = self.inputs, self.targets, self.extra
+        if self._subset is not None:
+            inputs, targets = inputs[self._subset], targets[self._subset]
+            extra = _take(extra, self._subset)
+        mask_t = torch.from_numpy(np.ascontiguousarray(masks))
+        per_pass = max(1, self.pass_size // min(len(inputs), self.batch_size))
+        chunks = []
+        for m0 in range(0, len(mask_t), per_pass):
+            mchunk = mask_t[m0 : m0 + per_pass]
+            with self._autocast():
+                outs = [
+                    self.ablator.forward(inputs[b0 : b0 + self.batch_size], mchunk).float()
+                    for b0 in range(0, len(inputs), self.batch_size)
+                ]
+            outputs = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+            vals = self.metric(outputs, targets, extra)
+            chunks.append(torch.as_tensor(vals).detach().double().cpu())
+        values = torch.cat(chunks).numpy()
+        self.evaluations += len(masks)
+        if values.shape[0] != len(masks) or values.ndim not in (1, 2):
+            raise GameError(
+                f"metric {self.metric_name!r} returned shape {values.shape}; expected "
+                f"({len(masks)},) or ({len(masks)}, d)"
+            )
+        if not np.isfinite(values).all():
+            raise GameError(
+                f"metric {self.metric_name!r} returned NaN or infinite values; check the metric "
+                "(e.g. a class or group with no examples) and the model's outputs"
+            )
+        return values
+
+    def _autocast(self) -> Any:
+        """The numeric context of a forward pass at this game's precision."""
+        if self.device.type != "cuda":
+            if self.precision in ("float32", "tf32"):
+                return contextlib.nullcontext()
+            return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        stack = contextlib.ExitStack()
+        stack.enter_context(cuda_math(allow_tf32=self.precision == "tf32"))
+        if self.precision not in ("float32", "tf32"):
+            stack.enter_context(torch.autocast("cuda", dtype=PRECISIONS[self.precision]))
+        return stack
+
+    def _check_precision(self, precision: str) -> None:
+        """Switch to ``precision`` only if V(N) and V(empty) stay exactly the same."""
+        ends = np.zeros((2, self.n_players), dtype=bool)
+        ends[0] = True
+        counted = self.evaluations
+        exact = self._values(ends)
+        self.precision = precision
+        try:
+            mixed = self._values(ends)
+        except RuntimeError as exc:  # an op without a kernel for this dtype on this device
+            self.precision = "float32"
+            raise GameError(f"precision={precision!r} does not run here: {exc}") from exc
+        finally:
+            self.evaluations = counted  # checks are not part of the estimate's budget
+        if not np.allclose(mixed, exact, rtol=0, atol=1e-6):
+            self.precision = "float32"
+            raise GameError(
+                f"precision={precision!r} changes the metric (V(N), V(empty): "
+                f"{exact.tolist()} in float32, {mixed.tolist()} in {precision}); "
+                "use precision='float32'"
+            )
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        if x.is_floating_point() and self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelGame({type(self.model).__name__}, {self.n_players} players in "
+            f"{len(self.players_set.layers)} layers, {len(self.inputs)} examples, "
+            f"metric={self.metric_name!r}, replacement={self.replacement!r})"
+        )
+
+
+def _take(extra: Any, idx: torch.Tensor) -> Any:
+    if extra is None:
+        return None
+    if isinstance(extra, torch.Tensor):
+        return extra[idx.to(extra.device)]
+    if isinstance(extra, np.ndarray):
+        return extra[idx.cpu().numpy()]
+    if isinstance(extra, dict):
+        return {k: _take(v, idx) for k, v in extra.items()}
+    return extra
+

@@ -1,0 +1,1 @@
+"""From files to results: loading models and data, the run, the demo."""

@@ -1,0 +1,414 @@
+"""End-to-end demo: Neuron Shapley values of the 80 conv filters of a small digits CNN.
+
+:func:`run_demo` trains (or loads from the cache) :func:`~neuronshapley.zoo.pretrained_digits_cnn`,
+values every conv filter by its Shapley value towards test accuracy with TMAB (the paper's
+truncated multi-armed bandit for the top-k), then checks the values by ablation: accuracy after
+removing the ``j`` filters with the largest values versus ``j`` random filters, on the test
+images the values were estimated on and on the training images, which the estimate never saw.
+
+Files written into ``out_dir``:
+
+- ``values.csv``, ``metadata.json``: the Shapley values (see :meth:`ShapleyResult.save`);
+- ``ablation.csv``: one row per split and number of removed filters;
+- ``summary.json``: accuracies, evaluations, wall times, model accuracy and the settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuronshapley.estimators import estimate
+from neuronshapley.evaluation.removal import removal_curve, removal_masks
+from neuronshapley.files import atomic_write_text
+from neuronshapley.network.game import ModelGame
+from neuronshapley.progress import ProgressFn
+from neuronshapley.result import ShapleyResult, library_versions
+from neuronshapley.runtime import torch_threads
+
+#: Default TMAB evaluation budget. One evaluation (accuracy of a sub-network on the 360 test
+#: images) costs ~6 ms on one CPU thread with the command line's malloc settings (162
+#: evaluations/s measured), so the demo, training and report included, takes about 1.5 min
+#: on an idle 2-core machine and stays under 5 min on a busy one (~70 evaluations/s).
+DEFAULT_MAX_EVALUATIONS = 12_000
+#: Numbers of removed filters in the ablation check (``k`` is always added).
+ABLATION_SIZES: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 15, 20)
+#: Random draws of ``j`` filters per ablation size.
+RANDOM_DRAWS = 20
+#: Which units are players: all conv filters of the digits CNN (16 + 32 + 32 = 80).
+PLAYER_LAYERS = "features.*"
+
+_ABLATION_SEED_TAG = 0x5EED_AB1A  # separates the ablation draws' random stream from TMAB's
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """Accuracy on one split after removing ``removed`` filters."""
+
+    split: str  # "test" (the values were estimated on it) or "train" (held out)
+    removed: int
+    top: float  # accuracy without the ``removed`` filters of largest Shapley value
+    random_mean: float  # mean accuracy over the random draws of ``removed`` filters
+    random_min: float
+    random_max: float
+    draws: int
+
+
+@dataclass
+class DemoSummary:
+    """What :func:`run_demo` did and found."""
+
+    out_dir: Path
+    result: ShapleyResult
+    ablation: list[AblationRow]
+    top_removed: list[str]  # filters by decreasing Shapley value (the removal order)
+    model_test_accuracy: float
+    model_train_accuracy: float
+    evaluations: int  # game evaluations spent by TMAB
+    ablation_evaluations: int  # game evaluations spent by the ablation check (both splits)
+    estimate_time: float  # seconds spent in TMAB
+    wall_time: float  # seconds for the whole demo, training or loading included
+    settings: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def row(self, split: str, removed: int) -> AblationRow:
+        """The ablation row for ``split`` ("test" or "train") and ``removed`` filters."""
+        for r in self.ablation:
+            if r.split == split and r.removed == removed:
+                return r
+        raise KeyError(f"no ablation row for split={split!r}, removed={removed}")
+
+    def interpretation(self) -> str:
+        """One sentence on what the ablation shows."""
+        j = int(self.settings["k"])
+        test, train = self.row("test", j), self.row("train", j)
+        base_test, base_train = self.row("test", 0), self.row("train", 0)
+        noun = "filter" if j == 1 else "filters"
+        return (
+            f"Removing the {j} top Shapley {noun} drops test accuracy from "
+            f"{_pct(base_test.top)} to {_pct(test.top)} (training images, unseen by the "
+            f"estimate: {_pct(base_train.top)} to {_pct(train.top)}); removing {j} random "
+            f"{noun} leaves {_pct(test.random_mean)} on average "
+            f"(worst of {test.draws} draws: {_pct(test.random_min)})."
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``summary.json``."""
+        info = self.result.info
+        return {
+            "model_test_accuracy": self.model_test_accuracy,
+            "model_train_accuracy": self.model_train_accuracy,
+            "tmab": {
+                "evaluations": int(self.evaluations),
+                "wall_time_s": round(self.estimate_time, 3),
+                "walks": info.get("walks"),
+                "converged": info.get("converged"),
+                "undecided": info.get("undecided"),
+                "top": self.result.table(int(self.settings["k"])),
+            },
+            "ablation": {
+                "evaluations": int(self.ablation_evaluations),
+                "removal_order": self.top_removed[: max(self.settings["ablation_sizes"])],
+                "rows": [vars(r) for r in self.ablation],
+            },
+            "interpretation": self.interpretation(),
+            "wall_time_s": round(self.wall_time, 3),
+            "settings": self.settings,
+            "files": {name: str(p) for name, p in self.files.items()},
+            "versions": library_versions(),
+        }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _rich_bar(console: Any, total: int) -> tuple[ProgressFn, Callable[[], None]]:
+    """A progress callback for :func:`estimate` drawing a rich bar on ``console``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]TMAB"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("evaluations  {task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    task = bar.add_task("tmab", total=total, status="")
+    bar.start()
+
+    def report(state: dict[str, Any]) -> None:
+        status = f"walks {state.get('walks', 0)}"
+        if state.get("active") is not None:
+            status += f", in play {state['active']}"
+        bar.update(task, completed=min(int(state["evaluations"]), total), status=status)
+
+    return report, bar.stop
+
+
+def run_demo(
+    out_dir: str | os.PathLike[str] = "neuronshapley-out",
+    seed: int = 0,
+    k: int = 10,
+    max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
+    num_threads: int | None = 1,
+    progress: bool | ProgressFn = True,
+    console: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    delta: float = 0.05,
+    ablation_sizes: Sequence[int] = ABLATION_SIZES,
+    random_draws: int = RANDOM_DRAWS,
+    report_html: bool = True,
+) -> DemoSummary:
+    """Value the 80 conv filters of the digits CNN, check the values by ablation, save files.
+
+    Args:
+        out_dir: folder for ``values.csv``, ``metadata.json``, ``ablation.csv`` and
+            ``summary.json`` (created if needed; existing files are replaced).
+        seed: sets the data split and training of the model, the TMAB walks and the random
+            ablation draws.
+        k: size of the top set TMAB separates (and an ablation size).
+        report_html: also write ``report.html`` and its figures (see :mod:`.report`).
+        max_evaluations: TMAB's budget of game evaluations (one evaluation = accuracy of one
+            sub-network on the 360 test images); the default keeps the demo under
+            1.5 minutes on one idle CPU core.
+        num_threads: torch CPU threads while the demo runs (restored after); 1 by default
+            because the machines this runs on are shared; None leaves torch's setting.
+        progress: True for a rich progress bar, False for none, or a callable
+            ``state -> None`` as for :func:`~neuronshapley.estimate`.
+        console: a :class:`rich.console.Console` to print on (default: a new one on stdout).
+        cache_dir: where the trained model is cached (default ``$NEURONSHAPLEY_CACHE`` or
+            ``~/.cache/neuronshapley``).
+        delta: TMAB's failure probability; intervals are joint at confidence ``1 - delta``.
+        ablation_sizes: numbers of filters removed in the ablation check.
+        random_draws: random sets drawn per ablation size.
+    Returns:
+        a :class:`DemoSummary`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if max_evaluations < 1:
+        raise ValueError(f"max_evaluations must be positive, got {max_evaluations}")
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+    if random_draws < 1:
+        raise ValueError(f"random_draws must be at least 1, got {random_draws}")
+    out = Path(out_dir)
+    try:  # fail now, not after minutes of computing, if the folder cannot be made
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    started = time.perf_counter()
+    with torch_threads(num_threads):
+        summary = _run(out_dir, seed, k, max_evaluations, num_threads, progress, console,
+                       cache_dir, delta, ablation_sizes, random_draws, started, report_html)
+    _print_summary(console, summary)
+    return summary
+
+
+def _run(
+    out_dir: str | os.PathLike[str],
+    seed: int,
+    k: int,
+    max_evaluations: int,
+    num_threads: int | None,
+    progress: bool | ProgressFn,
+    console: Any,
+    cache_dir: str | os.PathLike[str] | None,
+    delta: float,
+    ablation_sizes: Sequence[int],
+    random_draws: int,
+    started: float,
+    report_html: bool = True,
+) -> DemoSummary:
+    from neuronshapley.zoo import pretrained_digits_cnn
+
+    out = Path(out_dir)
+    threads = torch.get_num_threads()
+    console.print(
+        f"[bold]neuronshapley demo[/]: Shapley values of the conv filters of a small CNN "
+        f"on scikit-learn digits (seed {seed}, {threads} torch thread{'s' if threads > 1 else ''})"
+    )
+    with console.status("Loading the digits CNN (training it on first use, a few seconds)..."):
+        t0 = time.perf_counter()
+        model, data = pretrained_digits_cnn(cache_dir=cache_dir, seed=seed)
+        model_seconds = time.perf_counter() - t0
+        game = ModelGame(model, data.x_test, data.y_test, metric="accuracy",
+                         players=PLAYER_LAYERS, replacement="mean")
+        # Held-out check: the same players, removed the same way (replaced by their mean
+        # activation on the test images), evaluated on the training images.
+        train_game = ModelGame(model, data.x_train, data.y_train, metric="accuracy",
+                               players=game.players_set, reference=data.x_test,
+                               replacement="mean")
+    layers = ", ".join(f"{ly.name} ({ly.n_units})" for ly in game.players_set.layers)
+    console.print(
+        f"Model ready in {model_seconds:.1f} s. Players: {game.n_players} filters in {layers}; "
+        f"V = accuracy on {len(data.y_test)} test images, removed filters replaced by their "
+        "mean activation."
+    )
+    sizes = sorted({j for j in (*ablation_sizes, k) if 0 <= j <= game.n_players} | {0})
+
+    if progress is True:
+        report, close = _rich_bar(console, max_evaluations)
+    elif callable(progress):
+        report, close = progress, (lambda: None)
+    else:
+        report, close = None, (lambda: None)
+    try:
+        result = estimate(game, method="tmab", seed=seed, k=k, delta=delta,
+                          max_evaluations=max_evaluations,
+                          progress=report if report is not None else False)
+    finally:
+        close()
+    result.info.update(
+        game=repr(game), game_fingerprint=game.fingerprint(), model=model.arch_id,
+        data=f"scikit-learn digits, test split of seed {seed} ({len(data.y_test)} images)",
+    )
+
+    order = result.ranking()
+    rng = np.random.default_rng([_ABLATION_SEED_TAG, seed])
+    top_masks, rand_masks = removal_masks(order, game.n_players, sizes, random_draws, rng)
+    rows: list[AblationRow] = []
+    ablation_evals = 0
+    accuracies: dict[str, float] = {}
+    with console.status("Ablation check: removing top and random filters..."):
+        for split, g in (("test", game), ("train", train_game)):
+            before = g.evaluations
+            top_v, rand_v = removal_curve(g, top_masks, rand_masks)
+            ablation_evals += g.evaluations - before
+            for s, j in enumerate(sizes):
+                rows.append(AblationRow(split, j, float(top_v[s]), float(rand_v[s].mean()),
+                                        float(rand_v[s].min()), float(rand_v[s].max()),
+                                        random_draws))
+            accuracies[split] = float(top_v[sizes.index(0)])
+
+    settings: dict[str, Any] = {
+        "seed": seed,
+        "method": "tmab",
+        "k": k,
+        "delta": delta,
+        "max_evaluations": max_evaluations,
+        "num_threads": threads,
+        "metric": "accuracy",
+        "players": PLAYER_LAYERS,
+        "n_players": game.n_players,
+        "replacement": "mean",
+        "ablation_sizes": sizes,
+        "random_draws": random_draws,
+        "ablation_reference": "mean activations on the test images (as for the values)",
+        "test_images": len(data.y_test),
+        "train_images": len(data.y_train),
+        "model": model.arch_id,
+        "cache_dir": str(cache_dir) if cache_dir is not None else None,
+    }
+    summary = DemoSummary(
+        out_dir=out, result=result, ablation=rows, top_removed=result.top(game.n_players),
+        model_test_accuracy=accuracies["test"], model_train_accuracy=accuracies["train"],
+        evaluations=int(result.evaluations), ablation_evaluations=ablation_evals,
+        estimate_time=float(result.wall_time), wall_time=0.0, settings=settings,
+    )
+    result.save(out)
+    ablation_path = out / "ablation.csv"
+    atomic_write_text(ablation_path, _ablation_csv(rows, summary.top_removed))
+    summary.files = {
+        "values": out / "values.csv",
+        "metadata": out / "metadata.json",
+        "ablation": ablation_path,
+        "summary": out / "summary.json",
+    }
+    if report_html:
+        from neuronshapley.report import write_report
+
+        with console.status("Writing the report (figures, top images, feature visualisation)"):
+            summary.files["report"] = write_report(out, game=game)
+    summary.wall_time = time.perf_counter() - started
+    atomic_write_text(summary.files["summary"], json.dumps(summary.to_json(), indent=2) + "\n")
+    return summary
+
+
+def _ablation_csv(rows: Sequence[AblationRow], order: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["split", "removed", "top_accuracy", "random_mean", "random_min",
+                     "random_max", "random_draws", "top_removed"])
+    for r in rows:
+        writer.writerow([r.split, r.removed, repr(r.top), repr(r.random_mean),
+                         repr(r.random_min), repr(r.random_max), r.draws,
+                         " ".join(order[: r.removed])])
+    return buf.getvalue()
+
+
+def _print_summary(console: Any, summary: DemoSummary) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    result, k = summary.result, int(summary.settings["k"])
+    conf = result.confidence if result.confidence is not None else 0.95
+    top = Table(title=f"Top {k} filters by Shapley value (test accuracy)", title_justify="left")
+    top.add_column("rank", justify="right")
+    top.add_column("filter")
+    top.add_column("value", justify="right")
+    top.add_column(f"{100 * conf:.0f}% interval", justify="right")
+    top.add_column("samples", justify="right")
+    for row in result.table(k):
+        top.add_row(str(row["rank"]), row["player"], f"{row['value']:+.4f}",
+                    f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]", str(row["samples"]))
+    console.print(top)
+    info = result.info
+    walks = info.get("walks")
+    if info.get("converged"):
+        console.print(f"TMAB separated the top {k} after {summary.evaluations} evaluations "
+                      f"({walks} walks, {summary.estimate_time:.1f} s).")
+    else:
+        console.print(
+            f"TMAB used its budget of {summary.settings['max_evaluations']} evaluations "
+            f"({summary.evaluations} done, {walks} walks, {summary.estimate_time:.1f} s) with "
+            f"{info.get('undecided')} filters still undecided: the ranking is the best "
+            "estimate for this budget; raise --max-evaluations for narrower intervals."
+        )
+
+    draws = int(summary.settings["random_draws"])
+    abl = Table(
+        title="Accuracy (%) after removing filters",
+        title_justify="left",
+        caption="test: the images the values were estimated on; train: held out. "
+        f"top: the filters with the largest values; random: mean (min-max) of {draws} draws",
+        caption_justify="left",
+    )
+    abl.add_column("removed", justify="right")
+    for label in ("test", "train"):
+        abl.add_column(f"{label}\ntop", justify="right")
+        abl.add_column(f"{label}\nrandom", justify="right")
+    for j in summary.settings["ablation_sizes"]:
+        cells = [str(j)]
+        for split in ("test", "train"):
+            r = summary.row(split, j)
+            cells += [f"{100 * r.top:.1f}", f"{100 * r.random_mean:.1f} "
+                      f"({100 * r.random_min:.1f}-{100 * r.random_max:.1f})"]
+        abl.add_row(*cells)
+    console.print(abl)
+    console.print(f"Files in [bold]{escape(str(summary.out_dir))}[/]: "
+                  + ", ".join(p.name for p in summary.files.values())
+                  + f". Demo took {summary.wall_time:.1f} s.")
+    console.print(summary.interpretation())

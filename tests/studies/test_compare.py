@@ -12,7 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import neuronshapley as ns
-from neuronshapley.evaluation.baselines import BASELINES
+from neuronshapley.evaluation.baselines import BASELINES, leave_one_out
 from neuronshapley.studies.compare import (
     SHAPLEY,
     nested_masks,
@@ -127,7 +127,7 @@ def test_compare_with_precomputed_ranking_user_level_and_walk_sample(trained: nn
     assert res.curves[SHAPLEY].heldout.shape == (5,)
     # LOO is evaluated on all value examples even though the game samples walks
     full = ns.ModelGame(trained, xv, yv, metric="log_prob")
-    np.testing.assert_allclose(res.curves["loo"].result.values, ns.baselines.leave_one_out(
+    np.testing.assert_allclose(res.curves["loo"].result.values, leave_one_out(
         full).values)
 
 

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from neuronshapley.cli.app import build_app
-from neuronshapley.cli.run import parse_normalize, parse_option, parse_size
+from neuronshapley.cli.parsing import parse_normalize, parse_option, parse_size
 
 torch.set_num_threads(1)
 APP = build_app()

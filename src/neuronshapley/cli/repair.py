@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from neuronshapley.cli.model_options import PANEL, ModelOptions, with_model_options
+
 
 def _ints(text: str | None) -> list[int] | None:
     if text is None or not text.strip():
@@ -24,13 +26,13 @@ def _ints(text: str | None) -> list[int] | None:
         raise ValueError(f"--k-grid must be comma-separated integers, got {text!r}") from None
 
 
-def _floats(text: str) -> list[float]:
+def _floats(text: str, what: str = "--clean-weights", count: int | None = None) -> list[float]:
     try:
         out = [float(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
-        raise ValueError(f"--clean-weights must be comma-separated numbers, got {text!r}") from None
-    if not out:
-        raise ValueError("--clean-weights needs at least one number")
+        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not out or (count is not None and len(out) != count):
+        raise ValueError(f"{what} needs {count or 'at least one'} number(s), got {text!r}")
     return out
 
 
@@ -62,12 +64,26 @@ def register(app: typer.Typer) -> None:
     from neuronshapley.cli.common import library_errors, out_console
 
     @app.command()
+    @with_model_options
     def fairness(
+        spec: ModelOptions,
         out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
                                           file_okay=False)] = Path("neuronshapley-fairness"),
         benchmark: Annotated[str, typer.Option(
-            help="digits (coloured digits, colour shortcut) or adult (UCI Adult, sex).")
-        ] = "digits",
+            help="Built-in: digits (coloured digits, colour shortcut) or adult (UCI Adult, "
+                 "sex); ignored with your own --model.")] = "digits",
+        groups: Annotated[str | None, typer.Option(
+            help="Your model: name of the integer array of group ids in the data files.",
+            rich_help_panel=PANEL)] = None,
+        target_group: Annotated[str | None, typer.Option(
+            help="Your model: the group (id or name) whose score the repair should raise.",
+            rich_help_panel=PANEL)] = None,
+        group_labels: Annotated[str | None, typer.Option(
+            help="Your model: comma-separated names of groups 0, 1, ...",
+            rich_help_panel=PANEL)] = None,
+        score: Annotated[str, typer.Option(
+            help="Your model: accuracy or balanced (class-balanced accuracy) of the target "
+                 "group.", rich_help_panel=PANEL)] = "accuracy",
         seed: Annotated[int, typer.Option(help="Seed of data, training and estimate.")] = 0,
         max_evaluations: Annotated[int, typer.Option(
             min=1, help="Shapley budget of game evaluations.")] = 16000,
@@ -90,13 +106,30 @@ def register(app: typer.Typer) -> None:
                                                help="Print progress lines.")] = True,
     ) -> None:
         """Remove the units that hurt an under-served group; report every group before/after."""
-        from neuronshapley.studies.fairness import fairness_setup, run_fairness, write_fairness
+        from neuronshapley.studies.fairness import (
+            fairness_setup,
+            run_fairness,
+            user_fairness_setup,
+            write_fairness,
+        )
 
         console = out_console()
         log = (lambda m: console.print(m, highlight=False)) if progress else None
         with library_errors(), _threads(threads):
             _check_method(method)
-            setup = fairness_setup(benchmark, seed=seed, epochs=epochs)
+            if spec.is_user_model(()):
+                if groups is None or target_group is None:
+                    raise ValueError("your own --model needs --groups NAME (the array of "
+                                     "group ids in the data files) and --target-group G")
+                setup = user_fairness_setup(
+                    spec.run_settings(seed), groups, target_group, spec.heldout,
+                    spec.heldout_fraction, score,
+                    [s for s in group_labels.split(",") if s] if group_labels else None)
+            else:
+                if groups is not None or target_group is not None:
+                    raise ValueError("--groups and --target-group go with your own --model "
+                                     "and --data; the built-in benchmarks fix them")
+                setup = fairness_setup(benchmark, seed=seed, epochs=epochs)
             if log:
                 log(f"benchmark: {setup.description}")
             result = run_fairness(setup, max_evaluations=max_evaluations, method=method,
@@ -112,9 +145,14 @@ def register(app: typer.Typer) -> None:
         console.print("Files: " + ", ".join(str(p) for p in files.values()), highlight=False)
 
     @app.command()
+    @with_model_options
     def adversarial(
+        spec: ModelOptions,
         out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
                                           file_okay=False)] = Path("neuronshapley-adversarial"),
+        input_range: Annotated[str, typer.Option(
+            help="LOW,HIGH: adversarial inputs stay in this range (the data's pixel range).")
+        ] = "0,1",
         seed: Annotated[int, typer.Option(help="Seed of data, training, attack, estimate.")] = 0,
         eps: Annotated[float, typer.Option(help="L-infinity radius (pixels in [0, 1]).")] = 0.2,
         step_size: Annotated[float | None, typer.Option(
@@ -148,9 +186,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Remove the units a targeted PGD attack exploits; report attacks before/after."""
         from neuronshapley.studies.adversarial_repair import (
+            DEFAULT_PLAYERS,
             AttackSettings,
             adversarial_setup,
             run_adversarial,
+            user_adversarial_setup,
             write_adversarial,
         )
 
@@ -160,11 +200,17 @@ def register(app: typer.Typer) -> None:
             _check_method(method)
             if eps <= 0:
                 raise ValueError(f"--eps must be positive, got {eps}")
+            low, high = _floats(input_range, "--input-range", 2)
             attack = AttackSettings(eps, step_size if step_size is not None else eps / 4,
-                                    steps, random_start)
-            setup = adversarial_setup(seed=seed, epochs=epochs)
+                                    steps, random_start, (low, high))
+            if spec.is_user_model(()):
+                setup = user_adversarial_setup(spec.run_settings(seed), spec.heldout,
+                                               spec.heldout_fraction)
+            else:
+                setup = adversarial_setup(seed=seed, epochs=epochs)
             result = run_adversarial(setup, attack, max_evaluations=max_evaluations,
                                      method=method, seed=seed,
+                                     players=setup.info.get("players", DEFAULT_PLAYERS),
                                      clean_weights=_floats(clean_weights), k_grid=_ints(k_grid),
                                      max_clean_drop=max_clean_drop,
                                      selection_fraction=selection_fraction,

@@ -1,8 +1,10 @@
 """Commands ``compare`` and ``class-specific``: the paper's studies from the command line.
 
-Both run on a built-in setup (:func:`neuronshapley.studies.compare.study_setup`: the digits
-CNN, or ``--model onet`` for MTCNN's ONet) and write a table (CSV), a plot (PNG), the values
-and ``summary.json`` into ``--out``. Registered by :func:`register`.
+Both run on your model (``--model``, ``--data`` for the valuation split, ``--heldout`` or
+``--heldout-fraction`` for the split the curves are measured on; the options of ``run``) or on
+a built-in setup (:func:`neuronshapley.studies.compare.study_setup`: the digits CNN, or
+``--model onet`` for MTCNN's ONet), and write a table (CSV), a plot (PNG), the values and
+``summary.json`` into ``--out``. Registered by :func:`register`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from neuronshapley.cli.model_options import ModelOptions, with_model_options
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:
@@ -28,15 +32,32 @@ def _names(text: str | None) -> list[str] | None:
     return [t for t in text.replace(" ", "").split(",") if t]
 
 
+def _setup(spec: ModelOptions, seed: int, metric: str | None, include_dense: bool = False
+           ) -> Any:
+    """The built-in setup ``spec.model`` names, or the user's model and splits."""
+    from neuronshapley.studies.compare import STUDY_MODELS, study_setup, user_compare_setup
+
+    if not spec.is_user_model(STUDY_MODELS):
+        if metric is not None:
+            raise ValueError("--metric goes with your own --model; the built-in setups fix it")
+        return study_setup(spec.model or "digits", seed=seed, include_dense=include_dense)
+    return user_compare_setup(spec.run_settings(seed), spec.heldout, spec.heldout_fraction,
+                              metric or "accuracy")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``compare`` and ``class-specific`` commands to ``app``."""
     from neuronshapley.cli.common import library_errors, out_console
 
     @app.command()
+    @with_model_options
     def compare(
+        spec: ModelOptions,
         out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
                                           file_okay=False)] = Path("neuronshapley-compare"),
-        model: Annotated[str, typer.Option(help="Built-in setup: digits or onet.")] = "digits",
+        metric: Annotated[str | None, typer.Option(
+            help="Your model: the metric V (accuracy, log_prob, ...; default accuracy).")
+        ] = None,
         seed: Annotated[int, typer.Option(help="Seed of the estimate and random rankings.")] = 0,
         method: Annotated[str, typer.Option(
             help="Shapley estimator: auto (truncated walks, roulette truncation, position "
@@ -70,14 +91,14 @@ def register(app: typer.Typer) -> None:
         """Remove each ranking's top units (Shapley vs baselines) and measure held-out metric."""
         import torch
 
-        from neuronshapley.studies.compare import run_compare, shapley_options, study_setup
+        from neuronshapley.studies.compare import run_compare, shapley_options
 
         console = out_console()
         with library_errors():
             old = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                setup = study_setup(model, seed=seed, include_dense=include_dense)
+                setup = _setup(spec, seed, metric, include_dense=include_dense)
                 opts = shapley_options(setup, method, max_evaluations, k)
                 gopts = dict(setup.defaults.get("game_options", {}))
                 if walk_sample is not None:
@@ -99,10 +120,11 @@ def register(app: typer.Typer) -> None:
         _print_compare(console, result)
 
     @app.command("class-specific")
+    @with_model_options
     def class_specific(
+        spec: ModelOptions,
         out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
                                           file_okay=False)] = Path("neuronshapley-classes"),
-        model: Annotated[str, typer.Option(help="Built-in setup: digits or onet.")] = "digits",
         classes: Annotated[str | None, typer.Option(
             help="Comma-separated target classes (default: all).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the estimate and controls.")] = 0,
@@ -123,14 +145,13 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from neuronshapley.studies.class_specific import run_class_specific
-        from neuronshapley.studies.compare import study_setup
 
         console = out_console()
         with library_errors():
             old = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                setup = study_setup(model, seed=seed)
+                setup = _setup(spec, seed, "accuracy")
                 result = run_class_specific(
                     setup.model, setup.value_inputs, setup.value_targets,
                     setup.heldout_inputs, setup.heldout_targets,

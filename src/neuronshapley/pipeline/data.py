@@ -112,6 +112,25 @@ def load_data(
     return data
 
 
+def load_array(path: str | os.PathLike[str], name: str, what: str = "array") -> np.ndarray:
+    """The array ``name`` of a ``.npz`` or ``.pt`` data file (e.g. group ids beside x, y)."""
+    p = Path(path)
+    if p.is_dir() or p.suffix not in (".npz", ".pt", ".pth"):
+        raise DataError(f"{what} {name!r} can only be read from a .npz or .pt file, not {p}: "
+                        f"save the data with an array {name!r} beside x and y")
+    if p.suffix == ".npz":
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    else:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        arrays = dict(obj) if isinstance(obj, Mapping) else {}
+    if name not in arrays:
+        raise DataError(f"{p} has no {what} array {name!r} (it has: "
+                        f"{', '.join(sorted(map(str, arrays))) or 'none'})")
+    value = arrays[name]
+    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
 # ----------------------------------------------------------------------------- arrays
 def _load_npz(p: Path, x_key: str, y_key: str) -> Dataset:
     try:

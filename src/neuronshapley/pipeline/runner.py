@@ -261,7 +261,7 @@ def run(
         notes += data.notes
         ref = load_dataset(cfg.reference, cfg) if cfg.reference else None
         outputs = check_model_on_data(model, data, loaded)
-        players = _players(model, cfg)
+        players = select_players(model, cfg)
         say(f"model {cfg.model}: {players.n_players} units in {len(players.layers)} layers; "
             f"data {cfg.data}: {len(data)} examples, outputs {tuple(outputs.shape[1:])}")
         with _explained("setting up the game (reference activations)"):
@@ -444,7 +444,8 @@ def check_model_on_data(
     return outputs
 
 
-def _players(model: nn.Module, cfg: RunConfig) -> PlayerSet:
+def select_players(model: nn.Module, cfg: RunConfig) -> PlayerSet:
+    """The players ``cfg`` asks for (``players`` patterns, output layer, heads)."""
     players = discover_players(model, cfg.players, cfg.include_output_layer,
                                attention_heads=cfg.attention_heads)
     return players

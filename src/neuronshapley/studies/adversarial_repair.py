@@ -152,19 +152,37 @@ def adversarial_setup(
                             data.x_test, data.y_test, desc, info)
 
 
+def user_adversarial_setup(settings: Mapping[str, Any], heldout: str | None = None,
+                           heldout_fraction: float | None = None) -> AdversarialSetup:
+    """An :class:`AdversarialSetup` for the user's model: attacks are crafted on the valuation
+    split (values, ranking and k) and the held-out split (test); the transfer attacks use the
+    model itself (white-box). ``info["players"]`` holds the unit layers asked for."""
+    from neuronshapley.studies.user_setup import load_user_study
+
+    study = load_user_study(settings, heldout, heldout_fraction)
+    v, h = study.value, study.heldout
+    return AdversarialSetup(
+        study.model, study.model, v.x, v.y, v.x, v.y, h.x, h.y,
+        f"{study.description}; transfer attacks from the model itself (white-box)",
+        {"val_images": len(v), "test_images": len(h), "notes": study.notes,
+         "players": study.players})
+
+
 @dataclass(frozen=True)
 class AttackSettings:
-    """Targeted L-infinity PGD settings; pixels in [0, 1]."""
+    """Targeted L-infinity PGD settings; adversarial inputs stay inside ``bounds``
+    (pixels in [0, 1] by default; None: unbounded)."""
 
     eps: float = 0.2
     step_size: float = 0.05
     steps: int = 20
     random_start: bool = True
+    bounds: tuple[float, float] | None = (0.0, 1.0)
 
     def run(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
             generator: torch.Generator) -> torch.Tensor:
         return pgd_targeted(model, x, target, self.eps, self.step_size, self.steps,
-                            self.random_start, (0.0, 1.0), generator)
+                            self.random_start, self.bounds, generator)
 
 
 @dataclass

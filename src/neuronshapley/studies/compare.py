@@ -441,6 +441,20 @@ def study_setup(name: str = "digits", seed: int = 0, cache_dir: str | os.PathLik
     raise ValueError(f"unknown study model {name!r}; choose one of {STUDY_MODELS}")
 
 
+def user_compare_setup(settings: Mapping[str, Any], heldout: str | None,
+                       heldout_fraction: float | None, metric: str = "accuracy") -> StudySetup:
+    """A :class:`StudySetup` for the user's model (see :func:`~.user_setup.load_user_study`)."""
+    from neuronshapley.studies.user_setup import load_user_study
+
+    study = load_user_study(settings, heldout, heldout_fraction)
+    return StudySetup(
+        "user", study.model, study.value.x, study.value.y, study.heldout.x, study.heldout.y,
+        study.players, metric, f"{study.description}; metric {metric}",
+        study.value.class_names, {"shapley_options": {}, "tmab_k": 10, "max_k": None,
+                                  "small_k": 10, "notes": study.notes},
+    )
+
+
 def shapley_options(setup: StudySetup, method: str, max_evaluations: int | None = None,
                     k: int | None = None) -> dict[str, Any]:
     """The estimator options of ``setup`` for ``method``: its default budget (or

@@ -224,6 +224,41 @@ def fairness_setup(
     raise ValueError(f"unknown fairness benchmark {name!r}; choose one of {BENCHMARKS}")
 
 
+def user_fairness_setup(settings: Mapping[str, Any], groups: str, target_group: int | str,
+                        heldout: str | None = None, heldout_fraction: float | None = None,
+                        score: str = "accuracy",
+                        group_labels: Sequence[str] | None = None) -> FairnessSetup:
+    """A :class:`FairnessSetup` for the user's model: ``groups`` names the integer array of
+    group ids in the data files, ``target_group`` the group (id or name) whose ``score``
+    (``"accuracy"`` or ``"balanced"``) the repair should raise; the deployment weights are the
+    groups' shares of the valuation split."""
+    from neuronshapley.studies.user_setup import group_names, load_user_study
+
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    study = load_user_study(settings, heldout, heldout_fraction, groups=groups)
+    assert study.value_groups is not None and study.heldout_groups is not None
+    names = group_names(study.value_groups, study.heldout_groups, group_labels)
+    target = str(target_group)
+    if target not in names:
+        try:
+            target = names[int(target_group)]
+        except (ValueError, IndexError):
+            raise ValueError(f"target group {target_group!r} is not a group of {groups!r}: "
+                             f"give an id 0..{len(names) - 1} or one of {list(names)}") from None
+    val = GroupedData(study.value.x, study.value.y, study.value_groups)
+    test = GroupedData(study.heldout.x, study.heldout.y, study.heldout_groups)
+    for split, data in (("valuation", val), ("held-out", test)):
+        missing = [g for i, g in enumerate(names) if not bool((data.group == i).any())]
+        if missing:
+            raise ValueError(f"the {split} split has no example of group(s) {missing}: every "
+                             "group needs examples in both splits")
+    shares = torch.bincount(val.group, minlength=len(names)).double() / len(val)
+    return FairnessSetup(
+        "user", study.model, val, val, test, names, tuple(float(s) for s in shares),
+        f"{score}[{target}]", study.players, study.description, {"notes": study.notes})
+
+
 # ------------------------------------------------------------------------------ study
 @dataclass
 class FairnessResult:

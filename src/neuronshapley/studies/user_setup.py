@@ -80,12 +80,7 @@ def load_user_study(
             example's group (fairness).
     """
     cfg = settings if isinstance(settings, RunConfig) else RunConfig.from_mapping(settings)
-    if not cfg.model:
-        raise RunError("no model: give --model (module:factory, file.py:factory, model.pt2, "
-                       "or a pickled module with --trust-pickle)")
-    if not cfg.data:
-        raise RunError("no data: give --data, the valuation split (.npz, .pt or an image "
-                       "folder)")
+    cfg.validate()
     if heldout is None and heldout_fraction is None:
         raise RunError("no held-out split: give --heldout FILE (data the values never see) or "
                        "--heldout-fraction F to carve one from --data")

@@ -55,6 +55,7 @@ from neuronshapley.pipeline.loading import (
 )
 from neuronshapley.progress import ProgressFn
 from neuronshapley.result import ShapleyResult
+from neuronshapley.runtime import torch_threads
 
 Log = Callable[[str], None]
 
@@ -203,16 +204,6 @@ class RunOutcome:
     wall_time: float = 0.0
 
 
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def check_out_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an output folder that holds files unless ``overwrite``."""
     p = Path(out)
@@ -253,7 +244,7 @@ def run(
     say = log or (lambda _line: None)
     started = time.perf_counter()
     out = check_out_dir(cfg.out, cfg.overwrite)
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         loaded = load_model(cfg.model, cfg.weights, cfg.trust_pickle, cfg.model_kwargs)
         notes = list(loaded.notes)
         model = prepare_model(loaded, cfg, notes)

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.removal import removal_curve, removal_masks
 from neuronshapley.files import atomic_write_text
 from neuronshapley.network.game import ModelGame
-from neuronshapley.progress import ProgressFn
+from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult, library_versions
 from neuronshapley.runtime import torch_threads
 
@@ -131,36 +131,6 @@ class DemoSummary:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
-
-
-def _rich_bar(console: Any, total: int) -> tuple[ProgressFn, Callable[[], None]]:
-    """A progress callback for :func:`estimate` drawing a rich bar on ``console``."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("[bold]TMAB"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("evaluations  {task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    task = bar.add_task("tmab", total=total, status="")
-    bar.start()
-
-    def report(state: dict[str, Any]) -> None:
-        status = f"walks {state.get('walks', 0)}"
-        if state.get("active") is not None:
-            status += f", in play {state['active']}"
-        bar.update(task, completed=min(int(state["evaluations"]), total), status=status)
-
-    return report, bar.stop
 
 
 def run_demo(
@@ -269,16 +239,10 @@ def _run(
     )
     sizes = sorted({j for j in (*ablation_sizes, k) if 0 <= j <= game.n_players} | {0})
 
-    if progress is True:
-        report, close = _rich_bar(console, max_evaluations)
-    elif callable(progress):
-        report, close = progress, (lambda: None)
-    else:
-        report, close = None, (lambda: None)
+    report, close = make_progress(progress, max_evaluations, "TMAB", console)
     try:
         result = estimate(game, method="tmab", seed=seed, k=k, delta=delta,
-                          max_evaluations=max_evaluations,
-                          progress=report if report is not None else False)
+                          max_evaluations=max_evaluations, progress=report if progress else False)
     finally:
         close()
     result.info.update(

@@ -53,7 +53,7 @@ from neuronshapley.pipeline.loading import (
     load_model,
     set_exported_eval,
 )
-from neuronshapley.progress import ProgressFn
+from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult
 from neuronshapley.runtime import torch_threads
 
@@ -264,9 +264,10 @@ def run(
             )
         options = _estimator_options(cfg)
         say(f"{cfg.method}: {game!r}")
-        bar, close = _progress(progress if estimator_accepts(cfg.method, "progress") else None,
-                               _budget(cfg.method, options, players.n_players), cfg.method)
-        if bar is not None:
+        shows = bool(progress) and estimator_accepts(cfg.method, "progress")
+        bar, close = make_progress(progress if shows else None,
+                                   _budget(cfg.method, options, players.n_players), cfg.method)
+        if shows:
             options["progress"] = bar
         interrupted = False
         try:
@@ -483,50 +484,6 @@ def _budget(method: str, options: dict[str, Any], n: int) -> int | None:
     return None
 
 
-def _progress(
-    progress: bool | ProgressFn | None, total: Any, method: str
-) -> tuple[ProgressFn | None, Callable[[], None]]:
-    if callable(progress):
-        return progress, lambda: None
-    if progress:
-        bar = RunProgress(None if total is None else int(total), method)
-        return bar, bar.close
-    return None, lambda: None
-
-
-class RunProgress:
-    """A rich bar: evaluations done of the budget, units still in play, walks, time left."""
-
-    def __init__(self, total: int | None, method: str, console: Any = None) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn(f"[bold]{method}"), BarColumn(bar_width=16), MofNCompleteColumn(),
-            TextColumn("evals · {task.fields[status]}"), TimeElapsedColumn(),
-            TextColumn("left ≤"), TimeRemainingColumn(compact=True),
-            console=console, transient=False,
-        )
-        self._task = self._progress.add_task(method, total=total, status="")
-        self._progress.start()
-
-    def __call__(self, state: dict[str, Any]) -> None:
-        status = f"{state.get('walks', 0)} walks"
-        if state.get("active") is not None:
-            status = f"{state['active']} units in play, " + status
-        self._progress.update(self._task, completed=int(state.get("evaluations", 0)),
-                              status=status)
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
 def summary_rows(result: ShapleyResult, k: int = 10) -> list[dict[str, Any]]:
     """The top ``k`` rows of a (scalar, or first output of a vector) result."""
     res = result if result.values.ndim == 1 else result.output(0)
@@ -537,7 +494,6 @@ __all__ = [
     "RunConfig",
     "RunError",
     "RunOutcome",
-    "RunProgress",
     "check_model_on_data",
     "check_out_dir",
     "estimator_accepts",

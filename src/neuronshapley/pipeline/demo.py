@@ -15,8 +15,6 @@ Files written into ``out_dir``:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -30,7 +28,7 @@ import torch
 
 from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.removal import removal_curve, removal_masks
-from neuronshapley.files import atomic_write_text
+from neuronshapley.files import atomic_write_text, csv_text
 from neuronshapley.network.game import ModelGame
 from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult, library_versions
@@ -312,15 +310,11 @@ def _run(
 
 
 def _ablation_csv(rows: Sequence[AblationRow], order: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["split", "removed", "top_accuracy", "random_mean", "random_min",
-                     "random_max", "random_draws", "top_removed"])
-    for r in rows:
-        writer.writerow([r.split, r.removed, repr(r.top), repr(r.random_mean),
-                         repr(r.random_min), repr(r.random_max), r.draws,
-                         " ".join(order[: r.removed])])
-    return buf.getvalue()
+    return csv_text([
+        {"split": r.split, "removed": r.removed, "top_accuracy": r.top,
+         "random_mean": r.random_mean, "random_min": r.random_min, "random_max": r.random_max,
+         "random_draws": r.draws, "top_removed": " ".join(order[: r.removed])}
+        for r in rows])
 
 
 def _print_summary(console: Any, summary: DemoSummary) -> None:

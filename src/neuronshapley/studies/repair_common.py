@@ -24,6 +24,7 @@ import numpy as np
 from torch import nn
 
 from neuronshapley.estimators import estimate
+from neuronshapley.evaluation.removal import prefix_masks as removal_masks
 from neuronshapley.files import atomic_write_text, csv_text, json_safe
 from neuronshapley.network.repair import save_repaired
 from neuronshapley.result import ShapleyResult
@@ -143,14 +144,6 @@ def k_grid(grid: Sequence[int] | None, n: int) -> list[int]:
     0..n, with 0 always in."""
     return sorted({int(k) for k in (DEFAULT_K_GRID if grid is None else grid)
                    if 0 <= int(k) <= n} | {0})
-
-
-def removal_masks(order: np.ndarray, n: int, grid: Sequence[int]) -> np.ndarray:
-    """Masks (len(grid), n) removing the first k players of ``order`` for each k."""
-    masks = np.ones((len(grid), n), dtype=bool)
-    for r, k in enumerate(grid):
-        masks[r, np.asarray(order)[:k]] = False
-    return masks
 
 
 def knapsack_order(gain: np.ndarray, cost: np.ndarray) -> np.ndarray:

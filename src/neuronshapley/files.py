@@ -38,12 +38,18 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
-def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text of dict rows (header from the first row; floats as ``repr``, None empty)."""
+def csv_text(rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str] | None = None) -> str:
+    """CSV text of dict rows: floats as ``repr`` (exact), None empty.
+
+    The header is ``fieldnames`` (default: the first row's keys; no rows and no
+    ``fieldnames``: empty text).
+    """
+    if fieldnames is None:
+        if not rows:
+            return ""
+        fieldnames = list(rows[0])
     buf = io.StringIO()
-    if not rows:
-        return ""
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else repr(float(v))
@@ -52,12 +58,24 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def json_safe(obj: Any) -> Any:
-    """``obj`` with numpy floats as Python floats and NaN as None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
+def json_safe(obj: Any, strict: bool = True) -> Any:
+    """``obj`` in plain JSON types, for :func:`json.dumps`.
+
+    Mappings keep JSON keys (str, int, float, bool, None; others become ``str``), tuples
+    and numpy arrays become lists, numpy scalars Python numbers, anything else its ``repr``.
+    ``strict``: NaN becomes None (strict JSON); ``strict=False`` keeps NaN (written ``NaN``).
+    """
+    if isinstance(obj, Mapping):
+        return {(k if k is None or isinstance(k, (str, int, float)) else str(k)):
+                json_safe(v, strict) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if obj != obj else float(obj)
-    return obj
+        return [json_safe(v, strict) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist(), strict)
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item(), strict)
+    if isinstance(obj, float):
+        return None if strict and obj != obj else obj
+    if obj is None or isinstance(obj, (str, int)):
+        return obj
+    return repr(obj)

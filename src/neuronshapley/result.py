@@ -17,7 +17,6 @@ import csv
 import json
 import os
 import platform
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._version import __version__
-from neuronshapley.files import atomic_write_text
+from neuronshapley.files import atomic_write_text, csv_text, json_safe
 
 FORMAT_VERSION = 1
 
@@ -148,37 +147,40 @@ class ShapleyResult:
             "format_version": FORMAT_VERSION,
             "method": self.method,
             "seed": self.seed,
-            "params": _jsonable(self.params),
+            "params": json_safe(self.params, strict=False),
             "evaluations": int(self.evaluations),
             "wall_time_s": float(self.wall_time),
             "confidence": self.confidence,
             "n_players": self.n_players,
             "output_names": self.output_names,
             "versions": self.versions,
-            "info": _jsonable(self.info),
+            "info": json_safe(self.info, strict=False),
         }
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``values.csv`` and ``metadata.json`` into ``folder`` (created if needed)."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        rows: list[list[Any]] = []
+        rows: list[dict[str, Any]] = []
+        header = ["player", "value", "ci_low", "ci_high", "samples", "rank"]
         if self.values.ndim == 1:
-            header = ["player", "value", "ci_low", "ci_high", "samples", "rank"]
             ranks = _ranks(self.values[:, None])[:, 0]
             for i, pid in enumerate(self.players):
-                rows.append([pid, repr(float(self.values[i])), repr(float(self.ci_low[i])),
-                             repr(float(self.ci_high[i])), int(self.samples[i]), int(ranks[i])])
+                rows.append({"player": pid, "value": float(self.values[i]),
+                             "ci_low": float(self.ci_low[i]), "ci_high": float(self.ci_high[i]),
+                             "samples": int(self.samples[i]), "rank": int(ranks[i])})
         else:
             assert self.output_names is not None
-            header = ["player", "output", "value", "ci_low", "ci_high", "samples", "rank"]
+            header.insert(1, "output")
             ranks = _ranks(self.values)
             for i, pid in enumerate(self.players):
                 for j, name in enumerate(self.output_names):
-                    rows.append([pid, name, repr(float(self.values[i, j])),
-                                 repr(float(self.ci_low[i, j])), repr(float(self.ci_high[i, j])),
-                                 int(self.samples[i]), int(ranks[i, j])])
-        atomic_write_text(out / "values.csv", _csv_text(header, rows))
+                    rows.append({"player": pid, "output": name,
+                                 "value": float(self.values[i, j]),
+                                 "ci_low": float(self.ci_low[i, j]),
+                                 "ci_high": float(self.ci_high[i, j]),
+                                 "samples": int(self.samples[i]), "rank": int(ranks[i, j])})
+        atomic_write_text(out / "values.csv", csv_text(rows, header))
         atomic_write_text(out / "metadata.json", json.dumps(self.metadata(), indent=2) + "\n")
         if self.state is not None:
             from neuronshapley.estimators.checkpoint import save_state
@@ -223,27 +225,3 @@ class ShapleyResult:
             wall_time=float(meta.get("wall_time_s", 0.0)), confidence=meta.get("confidence"),
             output_names=names, versions=meta.get("versions", {}), info=meta.get("info", {}),
         )
-
-
-def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return repr(obj)

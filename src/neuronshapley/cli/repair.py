@@ -7,14 +7,13 @@ dict + JSON) and ``summary.json`` into ``--out``. Registered by :func:`register`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from neuronshapley.cli.model_options import PANEL, ModelOptions, with_model_options
+from neuronshapley.runtime import torch_threads
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -45,18 +44,6 @@ def _check_method(method: str) -> None:
 
     if method not in ESTIMATORS:
         raise ValueError(f"--method must be one of {', '.join(ESTIMATORS)}, got {method!r}")
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def register(app: typer.Typer) -> None:
@@ -115,7 +102,7 @@ def register(app: typer.Typer) -> None:
 
         console = out_console()
         log = (lambda m: console.print(m, highlight=False)) if progress else None
-        with library_errors(), _threads(threads):
+        with library_errors(), torch_threads(threads):
             _check_method(method)
             if spec.is_user_model(()):
                 if groups is None or target_group is None:
@@ -196,7 +183,7 @@ def register(app: typer.Typer) -> None:
 
         console = out_console()
         log = (lambda m: console.print(m, highlight=False)) if progress else None
-        with library_errors(), _threads(threads):
+        with library_errors(), torch_threads(threads):
             _check_method(method)
             if eps <= 0:
                 raise ValueError(f"--eps must be positive, got {eps}")

@@ -189,21 +189,18 @@ def register(app: typer.Typer) -> None:
 
 def _refresh(result_dir: Path, units: int, threads: int) -> Path:
     """Rebuild the report with the model and data named in ``run_config.json``."""
-    import torch
-
     from neuronshapley.network.game import ModelGame
     from neuronshapley.pipeline.loading import load_model
     from neuronshapley.pipeline.runner import RunConfig, RunError, load_dataset, prepare_model
     from neuronshapley.report import write_report
+    from neuronshapley.runtime import torch_threads
 
     cfg_path = result_dir / "run_config.json"
     if not cfg_path.is_file():
         raise RunError(f"{cfg_path} not found: --refresh-units needs a folder written by "
                        "'neuronshapley run'")
     cfg = RunConfig.from_mapping(json.loads(cfg_path.read_text()), source=str(cfg_path))
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         loaded = load_model(cfg.model, cfg.weights, cfg.trust_pickle, cfg.model_kwargs)
         model = prepare_model(loaded, cfg, [])
         data = load_dataset(cfg.data, cfg)
@@ -212,8 +209,6 @@ def _refresh(result_dir: Path, units: int, threads: int) -> Path:
                          replacement=cfg.replacement)
         return write_report(result_dir, game=game, units=units, feature_vis=cfg.feature_vis,
                             seed=cfg.seed, normalization=data.normalization)
-    finally:
-        torch.set_num_threads(old)
 
 
 def _players_from_result(model: Any, result_dir: Path, cfg: Any) -> Any:

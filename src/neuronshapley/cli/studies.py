@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from neuronshapley.cli.model_options import ModelOptions, with_model_options
+from neuronshapley.runtime import torch_threads
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:
@@ -89,34 +90,27 @@ def register(app: typer.Typer) -> None:
                                                help="Print progress lines.")] = True,
     ) -> None:
         """Remove each ranking's top units (Shapley vs baselines) and measure held-out metric."""
-        import torch
-
         from neuronshapley.studies.compare import run_compare, shapley_options
 
         console = out_console()
-        with library_errors():
-            old = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            try:
-                setup = _setup(spec, seed, metric, include_dense=include_dense)
-                opts = shapley_options(setup, method, max_evaluations, k)
-                gopts = dict(setup.defaults.get("game_options", {}))
-                if walk_sample is not None:
-                    gopts["walk_sample"] = walk_sample
-                result = run_compare(
-                    setup.model, setup.value_inputs, setup.value_targets,
-                    setup.heldout_inputs, setup.heldout_targets, metric=setup.metric,
-                    players=setup.players, shapley_method=method, shapley_options=opts,
-                    baselines=_names(baselines) or [],
-                    max_k=max_k if max_k is not None else setup.defaults.get("max_k"),
-                    small_k=int(setup.defaults.get("small_k", 10)), level=level,
-                    level_fraction=level_fraction, random_draws=random_draws,
-                    conductance_options={"n_steps": conductance_steps}, game_options=gopts,
-                    seed=seed, out_dir=out, title=setup.description,
-                    log=(lambda msg: console.print(msg, highlight=False)) if progress else None,
-                )
-            finally:
-                torch.set_num_threads(old)
+        with library_errors(), torch_threads(threads):
+            setup = _setup(spec, seed, metric, include_dense=include_dense)
+            opts = shapley_options(setup, method, max_evaluations, k)
+            gopts = dict(setup.defaults.get("game_options", {}))
+            if walk_sample is not None:
+                gopts["walk_sample"] = walk_sample
+            result = run_compare(
+                setup.model, setup.value_inputs, setup.value_targets,
+                setup.heldout_inputs, setup.heldout_targets, metric=setup.metric,
+                players=setup.players, shapley_method=method, shapley_options=opts,
+                baselines=_names(baselines) or [],
+                max_k=max_k if max_k is not None else setup.defaults.get("max_k"),
+                small_k=int(setup.defaults.get("small_k", 10)), level=level,
+                level_fraction=level_fraction, random_draws=random_draws,
+                conductance_options={"n_steps": conductance_steps}, game_options=gopts,
+                seed=seed, out_dir=out, title=setup.description,
+                log=(lambda msg: console.print(msg, highlight=False)) if progress else None,
+            )
         _print_compare(console, result)
 
     @app.command("class-specific")
@@ -142,29 +136,22 @@ def register(app: typer.Typer) -> None:
                                                help="Print progress lines.")] = True,
     ) -> None:
         """Class-specific Shapley values (class recall), and removing each class's top units."""
-        import torch
-
         from neuronshapley.studies.class_specific import run_class_specific
 
         console = out_console()
-        with library_errors():
-            old = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            try:
-                setup = _setup(spec, seed, "accuracy")
-                result = run_class_specific(
-                    setup.model, setup.value_inputs, setup.value_targets,
-                    setup.heldout_inputs, setup.heldout_targets,
-                    classes=_ints(classes, "--classes"), class_names=setup.class_names,
-                    players=setup.players, method=method,
-                    estimate_options={"max_evaluations": max_evaluations},
-                    exclude_fraction=exclude_fraction,
-                    remove=_ints(remove, "--remove") or [1], random_draws=random_draws,
-                    game_options=setup.defaults.get("game_options"), seed=seed, out_dir=out,
-                    log=(lambda msg: console.print(msg, highlight=False)) if progress else None,
-                )
-            finally:
-                torch.set_num_threads(old)
+        with library_errors(), torch_threads(threads):
+            setup = _setup(spec, seed, "accuracy")
+            result = run_class_specific(
+                setup.model, setup.value_inputs, setup.value_targets,
+                setup.heldout_inputs, setup.heldout_targets,
+                classes=_ints(classes, "--classes"), class_names=setup.class_names,
+                players=setup.players, method=method,
+                estimate_options={"max_evaluations": max_evaluations},
+                exclude_fraction=exclude_fraction,
+                remove=_ints(remove, "--remove") or [1], random_draws=random_draws,
+                game_options=setup.defaults.get("game_options"), seed=seed, out_dir=out,
+                log=(lambda msg: console.print(msg, highlight=False)) if progress else None,
+            )
         _print_class_specific(console, result)
 
 

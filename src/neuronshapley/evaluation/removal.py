@@ -7,6 +7,34 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
+def prefix_masks(
+    order: Sequence[int] | np.ndarray, n_players: int, sizes: Sequence[int]
+) -> np.ndarray:
+    """Masks (len(sizes), n_players), bool: row ``s`` removes (False) the first ``sizes[s]``
+    players of ``order``."""
+    order = np.asarray(order, dtype=np.int64)
+    masks = np.ones((len(sizes), n_players), dtype=bool)
+    for s, j in enumerate(sizes):
+        if not 0 <= j <= n_players:
+            raise ValueError(f"cannot remove {j} of {n_players} players")
+        masks[s, order[:j]] = False
+    return masks
+
+
+def random_masks(
+    n_players: int, sizes: Sequence[int], draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Masks (len(sizes), draws, n_players), bool: ``draws`` random sets of ``sizes[s]``
+    players removed (False) per size, drawn size by size with ``rng.permutation``."""
+    masks = np.ones((len(sizes), draws, n_players), dtype=bool)
+    for s, j in enumerate(sizes):
+        if not 0 <= j <= n_players:
+            raise ValueError(f"cannot remove {j} of {n_players} players")
+        for d in range(draws):
+            masks[s, d, rng.permutation(n_players)[:j]] = False
+    return masks
+
+
 def removal_masks(
     order: Sequence[int] | np.ndarray,
     n_players: int,
@@ -16,19 +44,10 @@ def removal_masks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks removing the first ``j`` players of ``order``, and ``draws`` random sets of ``j``.
 
-    Returns ``top`` (len(sizes), n_players) and ``random`` (len(sizes), draws, n_players),
-    bool, False = removed.
+    Returns ``top`` (len(sizes), n_players) (:func:`prefix_masks`) and ``random``
+    (len(sizes), draws, n_players) (:func:`random_masks`), bool, False = removed.
     """
-    order = np.asarray(order, dtype=np.int64)
-    top = np.ones((len(sizes), n_players), dtype=bool)
-    rand = np.ones((len(sizes), draws, n_players), dtype=bool)
-    for s, j in enumerate(sizes):
-        if not 0 <= j <= n_players:
-            raise ValueError(f"cannot remove {j} of {n_players} players")
-        top[s, order[:j]] = False
-        for d in range(draws):
-            rand[s, d, rng.permutation(n_players)[:j]] = False
-    return top, rand
+    return prefix_masks(order, n_players, sizes), random_masks(n_players, sizes, draws, rng)
 
 
 def removal_curve(

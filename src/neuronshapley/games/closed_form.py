@@ -27,14 +27,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = [
-    "AdditiveGame",
-    "NoisyGame",
-    "UnanimityGame",
-    "WeightedThresholdGame",
-    "heavy_tailed_weights",
-]
-
 # Rows of masks processed at once when a dense intermediate would otherwise be large.
 _CHUNK_ELEMENTS = 1 << 23
 

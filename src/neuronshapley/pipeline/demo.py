@@ -15,12 +15,10 @@ Files written into ``out_dir``:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,9 @@ import torch
 
 from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.removal import removal_curve, removal_masks
-from neuronshapley.files import atomic_write_text
+from neuronshapley.files import atomic_write_text, csv_text
 from neuronshapley.network.game import ModelGame
-from neuronshapley.progress import ProgressFn
+from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult, library_versions
 from neuronshapley.runtime import torch_threads
 
@@ -131,36 +129,6 @@ class DemoSummary:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
-
-
-def _rich_bar(console: Any, total: int) -> tuple[ProgressFn, Callable[[], None]]:
-    """A progress callback for :func:`estimate` drawing a rich bar on ``console``."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("[bold]TMAB"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("evaluations  {task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    task = bar.add_task("tmab", total=total, status="")
-    bar.start()
-
-    def report(state: dict[str, Any]) -> None:
-        status = f"walks {state.get('walks', 0)}"
-        if state.get("active") is not None:
-            status += f", in play {state['active']}"
-        bar.update(task, completed=min(int(state["evaluations"]), total), status=status)
-
-    return report, bar.stop
 
 
 def run_demo(
@@ -269,16 +237,10 @@ def _run(
     )
     sizes = sorted({j for j in (*ablation_sizes, k) if 0 <= j <= game.n_players} | {0})
 
-    if progress is True:
-        report, close = _rich_bar(console, max_evaluations)
-    elif callable(progress):
-        report, close = progress, (lambda: None)
-    else:
-        report, close = None, (lambda: None)
+    report, close = make_progress(progress, max_evaluations, "TMAB", console)
     try:
         result = estimate(game, method="tmab", seed=seed, k=k, delta=delta,
-                          max_evaluations=max_evaluations,
-                          progress=report if report is not None else False)
+                          max_evaluations=max_evaluations, progress=report if progress else False)
     finally:
         close()
     result.info.update(
@@ -348,15 +310,11 @@ def _run(
 
 
 def _ablation_csv(rows: Sequence[AblationRow], order: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["split", "removed", "top_accuracy", "random_mean", "random_min",
-                     "random_max", "random_draws", "top_removed"])
-    for r in rows:
-        writer.writerow([r.split, r.removed, repr(r.top), repr(r.random_mean),
-                         repr(r.random_min), repr(r.random_max), r.draws,
-                         " ".join(order[: r.removed])])
-    return buf.getvalue()
+    return csv_text([
+        {"split": r.split, "removed": r.removed, "top_accuracy": r.top,
+         "random_mean": r.random_mean, "random_min": r.random_min, "random_max": r.random_max,
+         "random_draws": r.draws, "top_removed": " ".join(order[: r.removed])}
+        for r in rows])
 
 
 def _print_summary(console: Any, summary: DemoSummary) -> None:

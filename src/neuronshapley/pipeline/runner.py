@@ -53,8 +53,9 @@ from neuronshapley.pipeline.loading import (
     load_model,
     set_exported_eval,
 )
-from neuronshapley.progress import ProgressFn
+from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult
+from neuronshapley.runtime import torch_threads
 
 Log = Callable[[str], None]
 
@@ -203,16 +204,6 @@ class RunOutcome:
     wall_time: float = 0.0
 
 
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def check_out_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an output folder that holds files unless ``overwrite``."""
     p = Path(out)
@@ -253,7 +244,7 @@ def run(
     say = log or (lambda _line: None)
     started = time.perf_counter()
     out = check_out_dir(cfg.out, cfg.overwrite)
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         loaded = load_model(cfg.model, cfg.weights, cfg.trust_pickle, cfg.model_kwargs)
         notes = list(loaded.notes)
         model = prepare_model(loaded, cfg, notes)
@@ -273,9 +264,10 @@ def run(
             )
         options = _estimator_options(cfg)
         say(f"{cfg.method}: {game!r}")
-        bar, close = _progress(progress if estimator_accepts(cfg.method, "progress") else None,
-                               _budget(cfg.method, options, players.n_players), cfg.method)
-        if bar is not None:
+        shows = bool(progress) and estimator_accepts(cfg.method, "progress")
+        bar, close = make_progress(progress if shows else None,
+                                   _budget(cfg.method, options, players.n_players), cfg.method)
+        if shows:
             options["progress"] = bar
         interrupted = False
         try:
@@ -493,50 +485,6 @@ def _budget(method: str, options: dict[str, Any], n: int) -> int | None:
     return None
 
 
-def _progress(
-    progress: bool | ProgressFn | None, total: Any, method: str
-) -> tuple[ProgressFn | None, Callable[[], None]]:
-    if callable(progress):
-        return progress, lambda: None
-    if progress:
-        bar = RunProgress(None if total is None else int(total), method)
-        return bar, bar.close
-    return None, lambda: None
-
-
-class RunProgress:
-    """A rich bar: evaluations done of the budget, units still in play, walks, time left."""
-
-    def __init__(self, total: int | None, method: str, console: Any = None) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn(f"[bold]{method}"), BarColumn(bar_width=16), MofNCompleteColumn(),
-            TextColumn("evals · {task.fields[status]}"), TimeElapsedColumn(),
-            TextColumn("left ≤"), TimeRemainingColumn(compact=True),
-            console=console, transient=False,
-        )
-        self._task = self._progress.add_task(method, total=total, status="")
-        self._progress.start()
-
-    def __call__(self, state: dict[str, Any]) -> None:
-        status = f"{state.get('walks', 0)} walks"
-        if state.get("active") is not None:
-            status = f"{state['active']} units in play, " + status
-        self._progress.update(self._task, completed=int(state.get("evaluations", 0)),
-                              status=status)
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
 def summary_rows(result: ShapleyResult, k: int = 10) -> list[dict[str, Any]]:
     """The top ``k`` rows of a (scalar, or first output of a vector) result."""
     res = result if result.values.ndim == 1 else result.output(0)
@@ -547,7 +495,6 @@ __all__ = [
     "RunConfig",
     "RunError",
     "RunOutcome",
-    "RunProgress",
     "check_model_on_data",
     "check_out_dir",
     "estimator_accepts",

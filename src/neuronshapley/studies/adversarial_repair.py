@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuronshapley.evaluation.removal import random_masks
 from neuronshapley.network.repair import repair
 from neuronshapley.report.figures import save_figure
 from neuronshapley.result import ShapleyResult, library_versions
@@ -58,10 +59,13 @@ from neuronshapley.studies.attacks import (
 )
 from neuronshapley.studies.repair_common import (
     KNAPSACK,
+    choose_removal,
+    curve_rows,
+    estimate_summary,
     estimate_values,
-    greedy_search,
     knapsack_order,
     removal_masks,
+    search_control,
     split_indices,
     write_repair_files,
 )
@@ -240,7 +244,6 @@ class AdversarialResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        info = self.values.info
         return {
             "description": self.setup.description,
             "attack": vars(self.attack),
@@ -251,11 +254,7 @@ class AdversarialResult:
             "selection": self.selection,
             "per_ranking": self.per_ranking,
             "greedy_search": self.search,
-            "estimate": {"method": self.values.method,
-                         "evaluations": int(self.values.evaluations),
-                         "walks": info.get("walks"), "auto": info.get("auto"),
-                         "wall_time_s": round(self.values.wall_time, 3),
-                         "v_full": info.get("v_full"), "v_null": info.get("v_null")},
+            "estimate": estimate_summary(self.values, ("v_full", "v_null")),
             "interpretation": self.interpretation(),
             "settings": self.settings,
             "wall_time_s": round(self.wall_time, 3),
@@ -361,39 +360,19 @@ def run_adversarial(
     def rates(g: Any, order: np.ndarray, ks: Sequence[int]) -> np.ndarray:
         return g(removal_masks(order, n, ks))[:, [i_succ, i_clean]]
 
+    def success(curve: np.ndarray) -> np.ndarray:
+        return curve[:, 0]
+
     def allowed(curve: np.ndarray) -> np.ndarray:
         return curve[:, 1] >= curve[0, 1] - max_clean_drop - 1e-12
 
-    selection: list[dict[str, Any]] = []
-    best: tuple[float, int, int] | None = None  # (selection success, k, ranking position)
-    curves: dict[str, np.ndarray] = {}
-    for pos, (name, order) in enumerate(rankings.items()):
-        curve = curves[name] = rates(select_game, order, grid)
-        ok = allowed(curve)
-        for r, k in enumerate(grid):
-            selection.append({"ranking": name, "removed": k,
-                              "select_success": float(curve[r, 0]),
-                              "select_clean_accuracy": float(curve[r, 1]), "allowed": int(ok[r])})
-            cand = (float(curve[r, 0]), k, pos)
-            if ok[r] and (best is None or cand < best):
-                best = cand
-    assert best is not None  # k = 0 is always allowed
-    _, chosen_k, pos = best
-    ranking = list(rankings)[pos]
-    per_ranking = []  # each ranking's own choice, measured on test (for the report)
-    for name, order in rankings.items():
-        c = curves[name]
-        r = int(np.argmin(np.where(allowed(c), c[:, 0], np.inf)))
-        t = rates(test_game, order, [grid[r]])[0]
-        per_ranking.append({"ranking": name, "removed": grid[r],
-                            "select_success": float(c[r, 0]),
-                            "select_clean_accuracy": float(c[r, 1]),
-                            "test_success": float(t[0]), "test_clean_accuracy": float(t[1])})
-    order_idx = rankings[ranking]
-    select_curve = curves[ranking]
-    value_curve = rates(game, order_idx, grid)
-    test_curve = rates(test_game, order_idx, grid)
-    order = [game.players[i] for i in order_idx]
+    def describe(curve: np.ndarray) -> dict[str, Any]:
+        return {"success": curve[..., 0], "clean_accuracy": curve[..., 1]}
+
+    choice = choose_removal(rankings, grid, (game, select_game, test_game), rates, success,
+                            allowed, describe)
+    chosen_k, ranking = choice.chosen_k, choice.ranking
+    order = [game.players[i] for i in choice.order]
     removed = order[:chosen_k]
     say(f"chosen on the selection part: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
         f"(ranking {ranking})")
@@ -412,10 +391,7 @@ def run_adversarial(
     nan = float("nan")
     if chosen_k > 0 and random_draws > 0:
         rng = np.random.default_rng([seed, 0xAD5])
-        rmasks = np.ones((random_draws, n), dtype=bool)
-        for d in range(random_draws):
-            rmasks[d, rng.permutation(n)[:chosen_k]] = False
-        rv = test_game(rmasks)
+        rv = test_game(random_masks(n, [chosen_k], random_draws, rng)[0])
         table[f"random {chosen_k} (mean of {random_draws})"] = {
             "clean_accuracy": float(rv[:, i_clean].mean()),
             "original_attack_success": float(rv[:, i_succ].mean()),
@@ -425,18 +401,12 @@ def run_adversarial(
     if search_steps > 0:
         say(f"greedy-search control: {search_steps} steps of {n} removals each")
         floor = float(select_game(np.ones((1, n), dtype=bool))[0, i_clean]) - max_clean_drop
-        path = greedy_search(select_game, n, lambda v: np.where(
-            v[:, i_clean] >= floor - 1e-12, -v[:, i_succ], -np.inf), search_steps)
-        sc = rates(select_game, path, range(len(path) + 1))
-        r = int(np.argmin(np.where(allowed(sc), sc[:, 0], np.inf)))
-        t = rates(test_game, path, [r])[0]
-        search = {"k": r, "units": [game.players[i] for i in path[:r]],
-                  "path": [game.players[i] for i in path],
-                  "select_success": float(sc[r, 0]), "select_clean_accuracy": float(sc[r, 1]),
-                  "test_success": float(t[0]), "test_clean_accuracy": float(t[1]),
-                  "evaluations": int(sum(n - j for j in range(len(path))))}
-        table[f"greedy search {r} (control)"] = {
-            "clean_accuracy": float(t[1]), "original_attack_success": float(t[0]),
+        control = search_control(select_game, test_game, n, search_steps, lambda v: np.where(
+            v[:, i_clean] >= floor - 1e-12, -v[:, i_succ], -np.inf), rates, success, allowed)
+        search = control.as_dict(game.players, describe)
+        table[f"greedy search {control.k} (control)"] = {
+            "clean_accuracy": float(control.test[1]),
+            "original_attack_success": float(control.test[0]),
             "transfer_attack_success": nan, "whitebox_attack_success": nan,
         }
     settings = {
@@ -451,9 +421,9 @@ def run_adversarial(
         "targets": "uniform over the 9 wrong classes, one per image",
         "threads": torch.get_num_threads(),
     }
-    result = AdversarialResult(setup, attack, values, ranking, order, grid, value_curve,
-                               select_curve, test_curve, chosen_k, removed, table, search,
-                               selection, per_ranking, repaired, settings)
+    result = AdversarialResult(setup, attack, values, ranking, order, grid, choice.value_curve,
+                               choice.select_curve, choice.test_curve, chosen_k, removed, table,
+                               search, choice.selection, choice.per_ranking, repaired, settings)
     result.wall_time = time.perf_counter() - started
     return result
 
@@ -461,15 +431,12 @@ def run_adversarial(
 def write_adversarial(result: AdversarialResult, out_dir: str | os.PathLike[str],
                       plot: bool = True) -> dict[str, Path]:
     """Write the tables, values, repaired model, plot and summary."""
-    curve_rows = []
-    for r, k in enumerate(result.k_grid):
-        row: dict[str, Any] = {"removed": k}
-        for split, curve in (("value", result.value_curve), ("selection", result.select_curve),
-                             ("test", result.test_curve)):
-            row[f"{split} success"] = float(curve[r, 0])
-            row[f"{split} clean_accuracy"] = float(curve[r, 1])
-        row["chosen"] = int(k == result.chosen_k)
-        curve_rows.append(row)
+    def columns(row: np.ndarray) -> dict[str, float]:
+        return {"success": float(row[0]), "clean_accuracy": float(row[1])}
+
+    rows = curve_rows(result.k_grid, {"value": result.value_curve,
+                                      "selection": result.select_curve,
+                                      "test": result.test_curve}, columns, result.chosen_k)
 
     def summary(files: dict[str, Path]) -> dict[str, Any]:
         result.files = files
@@ -478,7 +445,7 @@ def write_adversarial(result: AdversarialResult, out_dir: str | os.PathLike[str]
     return write_repair_files(
         out_dir,
         {"table": ("adversarial.csv", result.rows()),
-         "selection": ("selection.csv", result.selection), "curve": ("curve.csv", curve_rows)},
+         "selection": ("selection.csv", result.selection), "curve": ("curve.csv", rows)},
         result.values, result.repaired,
         {"removed": result.removed,
          "how": f"units replaced as in the game ({result.settings['replacement']} over the "

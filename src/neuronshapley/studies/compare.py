@@ -45,6 +45,7 @@ from torch import nn
 
 from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.baselines import BASELINES, rank_units
+from neuronshapley.evaluation.removal import prefix_masks
 from neuronshapley.files import atomic_write_text as write_text
 from neuronshapley.files import csv_text
 from neuronshapley.network.game import ModelGame
@@ -184,10 +185,7 @@ def nested_masks(order: Sequence[int] | np.ndarray, n_players: int, max_k: int) 
     order = np.asarray(order, dtype=np.int64)
     if not 0 <= max_k <= n_players or len(order) < max_k:
         raise ValueError(f"cannot remove up to {max_k} of {n_players} players")
-    masks = np.ones((max_k + 1, n_players), dtype=bool)
-    for k in range(1, max_k + 1):
-        masks[k:, order[k - 1]] = False
-    return masks
+    return prefix_masks(order, n_players, range(max_k + 1))
 
 
 def units_to_level(curve: np.ndarray, level: float) -> int | None:

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuronshapley.evaluation.removal import random_masks
 from neuronshapley.network.game import ModelGame
 from neuronshapley.network.repair import repair
 from neuronshapley.report.figures import save_figure
@@ -57,10 +58,13 @@ from neuronshapley.result import ShapleyResult, library_versions
 from neuronshapley.studies.repair_common import (
     KNAPSACK,
     AppendedOutput,
+    choose_removal,
+    curve_rows,
+    estimate_summary,
     estimate_values,
-    greedy_search,
     knapsack_order,
     removal_masks,
+    search_control,
     split_indices,
     write_repair_files,
 )
@@ -348,7 +352,6 @@ class FairnessResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        info = self.values.info
         search = None
         if self.search is not None:
             search = {**self.search, "test": self.search["test"].__dict__,
@@ -369,10 +372,7 @@ class FairnessResult:
             "selection": self.selection,
             "per_ranking": self.per_ranking,
             "greedy_search": search,
-            "estimate": {"method": self.values.method,
-                         "evaluations": int(self.values.evaluations),
-                         "walks": info.get("walks"), "auto": info.get("auto"),
-                         "wall_time_s": round(self.values.wall_time, 3)},
+            "estimate": estimate_summary(self.values),
             "interpretation": self.interpretation(),
             "settings": self.settings,
             "wall_time_s": round(self.wall_time, 3),
@@ -484,42 +484,23 @@ def run_fairness(
     if not rankings:
         raise ValueError("no ranking to try: give overall_weights or knapsack=True")
 
+    def measure(g_: Any, order: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+        return g_(removal_masks(order, n, ks))
+
+    def objective(curve: np.ndarray) -> np.ndarray:
+        return -curve[:, t_idx]
+
     def allowed(curve: np.ndarray) -> np.ndarray:
         overall = curve[:, :g] @ w
         return overall >= overall[0] - max_overall_drop - 1e-12
 
-    selection: list[dict[str, Any]] = []
-    best: tuple[float, int, int] | None = None  # (-selection target, k, ranking position)
-    curves: dict[str, np.ndarray] = {}
-    for pos, (name, order) in enumerate(rankings.items()):
-        curve = select_game(removal_masks(order, n, grid))
-        curves[name] = curve
-        ok = allowed(curve)
-        overall = curve[:, :g] @ w
-        for r, k in enumerate(grid):
-            selection.append({"ranking": name, "removed": k,
-                              "select_target": float(curve[r, t_idx]),
-                              "select_overall": float(overall[r]), "allowed": int(ok[r])})
-            cand = (-float(curve[r, t_idx]), k, pos)
-            if ok[r] and (best is None or cand < best):
-                best = cand
-    assert best is not None  # k = 0 is always allowed
-    _, chosen_k, pos = best
-    ranking = list(rankings)[pos]
-    per_ranking = []  # each ranking's own choice, measured on test (for the report)
-    for name, order in rankings.items():
-        c = curves[name]
-        r = int(np.argmax(np.where(allowed(c), c[:, t_idx], -np.inf)))
-        tv = test_game(removal_masks(order, n, [grid[r]]))[0]
-        per_ranking.append({"ranking": name, "removed": grid[r],
-                            "select_target": float(c[r, t_idx]),
-                            "select_overall": float(c[r, :g] @ w),
-                            "test_target": float(tv[t_idx]), "test_overall": float(tv[:g] @ w)})
-    order_idx = rankings[ranking]
-    select_curve = curves[ranking]
-    value_curve = game(removal_masks(order_idx, n, grid))
-    test_curve = test_game(removal_masks(order_idx, n, grid))
-    order = [game.players[i] for i in order_idx]
+    def describe(curve: np.ndarray) -> dict[str, Any]:
+        return {"target": curve[..., t_idx], "overall": curve[..., :g] @ w}
+
+    choice = choose_removal(rankings, grid, (game, select_game, test_game), measure,
+                            objective, allowed, describe)
+    chosen_k, ranking = choice.chosen_k, choice.ranking
+    order = [game.players[i] for i in choice.order]
     removed = order[:chosen_k]
     say(f"chosen on the selection part: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
         f"(ranking {ranking})")
@@ -531,30 +512,20 @@ def run_fairness(
             continue
         for label, model in (("original", setup.model), ("repaired", repaired)):
             scores[f"{split}/{label}"] = evaluate_groups(model, data, setup.weights)
-    rng = np.random.default_rng([seed, 0xFA1])
     random_test: list[GroupScores] = []
     if chosen_k > 0 and random_draws > 0:
-        rmasks = np.ones((random_draws, n), dtype=bool)
-        for d in range(random_draws):
-            rmasks[d, rng.permutation(n)[:chosen_k]] = False
-        for row in test_game(rmasks):
+        rng = np.random.default_rng([seed, 0xFA1])
+        for row in test_game(random_masks(n, [chosen_k], random_draws, rng)[0]):
             random_test.append(GroupScores.from_values(row, setup.weights, float("nan")))
     search = None
     if search_steps > 0:
         say(f"greedy-search control: {search_steps} steps of {n} removals each")
         base = select_game(np.ones((1, n), dtype=bool))[0]
         floor = float(base[:g] @ w) - max_overall_drop - 1e-12
-        path = greedy_search(select_game, n, lambda v: np.where(
-            v[:, :g] @ w >= floor, v[:, t_idx], -np.inf), search_steps)
-        steps = list(range(len(path) + 1))
-        sc = select_game(removal_masks(path, n, steps))
-        r = int(np.argmax(np.where(allowed(sc), sc[:, t_idx], -np.inf)))
-        tv = test_game(removal_masks(path, n, [r]))[0]
-        search = {"k": r, "units": [game.players[i] for i in path[:r]],
-                  "path": [game.players[i] for i in path],
-                  "select_target": float(sc[r, t_idx]), "select_overall": float(sc[r, :g] @ w),
-                  "evaluations": int(sum(n - j for j in range(len(path)))),
-                  "test": GroupScores.from_values(tv, setup.weights, float("nan"))}
+        control = search_control(select_game, test_game, n, search_steps, lambda v: np.where(
+            v[:, :g] @ w >= floor, v[:, t_idx], -np.inf), measure, objective, allowed)
+        search = {**control.as_dict(game.players, describe, with_test=False),
+                  "test": GroupScores.from_values(control.test, setup.weights, float("nan"))}
     settings = {
         "seed": seed, "method": method, "max_evaluations": max_evaluations,
         "estimator_options": dict(estimator_options or {}),
@@ -568,8 +539,9 @@ def run_fairness(
         "test_examples": len(setup.test), "threads": torch.get_num_threads(),
     }
     result = FairnessResult(
-        setup, values, ranking, order, grid, value_curve, select_curve, test_curve, chosen_k,
-        removed, scores, random_test, search, selection, per_ranking, repaired, settings,
+        setup, values, ranking, order, grid, choice.value_curve, choice.select_curve,
+        choice.test_curve, chosen_k, removed, scores, random_test, search, choice.selection,
+        choice.per_ranking, repaired, settings,
     )
     result.wall_time = time.perf_counter() - started
     return result
@@ -582,15 +554,12 @@ def write_fairness(result: FairnessResult, out_dir: str | os.PathLike[str],
     names = score_names(result.setup.group_names)
     g = len(result.setup.group_names)
     w = np.asarray(result.setup.weights)
-    curve_rows = []
-    for r, k in enumerate(result.k_grid):
-        row: dict[str, Any] = {"removed": k}
-        for split, curve in (("value", result.value_curve), ("selection", result.select_curve),
-                             ("test", result.test_curve)):
-            row.update({f"{split} {nm}": curve[r, j] for j, nm in enumerate(names)})
-            row[f"{split} overall"] = float(curve[r, :g] @ w)
-        row["chosen"] = int(k == result.chosen_k)
-        curve_rows.append(row)
+    def columns(row: np.ndarray) -> dict[str, Any]:
+        return {**{nm: row[j] for j, nm in enumerate(names)}, "overall": float(row[:g] @ w)}
+
+    rows = curve_rows(result.k_grid, {"value": result.value_curve,
+                                      "selection": result.select_curve,
+                                      "test": result.test_curve}, columns, result.chosen_k)
 
     def summary(files: dict[str, Path]) -> dict[str, Any]:
         result.files = files
@@ -600,7 +569,7 @@ def write_fairness(result: FairnessResult, out_dir: str | os.PathLike[str],
         out_dir,
         {"table": ("fairness.csv", result.rows()), "selection": ("selection.csv",
                                                                  result.selection),
-         "curve": ("curve.csv", curve_rows)},
+         "curve": ("curve.csv", rows)},
         result.values, result.repaired,
         {"benchmark": result.setup.name, "removed": result.removed,
          "how": f"units replaced as in the game ({result.settings['replacement']} over the "

@@ -8,8 +8,19 @@
   measured on data the values never saw (the test split is seen by neither).
 - :func:`removal_masks`, :func:`knapsack_order`, :func:`greedy_search`: the removal
   curves, the ratio ranking and the greedy-search control.
-- :func:`write_repair_files`: the file-writing tail (tables, values, repaired model, plot,
-  ``summary.json``).
+- :func:`choose_removal`: every candidate ranking's curve on the selection part, the best
+  ``(ranking, k)`` under the study's constraint, each ranking's own choice measured on test,
+  and the chosen ranking's curves on the three splits; :func:`search_control` does the same
+  for the greedy search.
+- :func:`estimate_summary`, :func:`curve_rows`, :func:`write_repair_files`: the file-writing
+  tail (tables, values, repaired model, plot, ``summary.json``).
+
+A study says what it measures and how it chooses with three functions of a curve
+``(R, m)`` (the game's outputs after removing the first ``k`` units of a ranking, one row
+per ``k``): ``measure(game, order, ks)`` computes it, ``objective(curve)`` (R,) is what the
+choice minimises, ``allowed(curve)`` (R,) bool is its constraint (row 0, nothing removed,
+is always allowed), and ``describe(curve)`` names the scores reported, for a curve or one
+row of it.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +36,7 @@ import numpy as np
 from torch import nn
 
 from neuronshapley.estimators import estimate
+from neuronshapley.evaluation.removal import prefix_masks as removal_masks
 from neuronshapley.files import atomic_write_text, csv_text, json_safe
 from neuronshapley.network.repair import save_repaired
 from neuronshapley.result import ShapleyResult
@@ -40,11 +53,17 @@ __all__ = [
     "ESTIMATORS",
     "KNAPSACK",
     "AppendedOutput",
+    "RemovalChoice",
+    "SearchControl",
+    "choose_removal",
+    "curve_rows",
+    "estimate_summary",
     "estimate_values",
     "greedy_search",
     "k_grid",
     "knapsack_order",
     "removal_masks",
+    "search_control",
     "split_indices",
     "write_repair_files",
 ]
@@ -145,14 +164,6 @@ def k_grid(grid: Sequence[int] | None, n: int) -> list[int]:
                    if 0 <= int(k) <= n} | {0})
 
 
-def removal_masks(order: np.ndarray, n: int, grid: Sequence[int]) -> np.ndarray:
-    """Masks (len(grid), n) removing the first k players of ``order`` for each k."""
-    masks = np.ones((len(grid), n), dtype=bool)
-    for r, k in enumerate(grid):
-        masks[r, np.asarray(order)[:k]] = False
-    return masks
-
-
 def knapsack_order(gain: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """Units by what removing them is predicted to gain per unit of what it costs.
 
@@ -202,7 +213,155 @@ def greedy_search(
     return np.asarray(order, dtype=np.int64)
 
 
+# ------------------------------------------------------------------------------ choice
+Measure = Callable[[Any, np.ndarray, Sequence[int]], np.ndarray]
+CurveFn = Callable[[np.ndarray], np.ndarray]
+Describe = Callable[[np.ndarray], Mapping[str, Any]]
+
+
+def _best_row(curve: np.ndarray, objective: CurveFn, allowed: CurveFn) -> int:
+    """The first allowed row of ``curve`` with the smallest objective."""
+    return int(np.argmin(np.where(allowed(curve), objective(curve), np.inf)))
+
+
+def _named(prefix: str, scores: Mapping[str, Any]) -> dict[str, float]:
+    return {f"{prefix}_{key}": float(v) for key, v in scores.items()}
+
+
+@dataclass
+class RemovalChoice:
+    """What :func:`choose_removal` chose, and the chosen ranking's curves (len(grid), m)."""
+
+    ranking: str  # name of the chosen candidate ranking
+    chosen_k: int
+    order: np.ndarray  # unit indices (n,) of the chosen ranking
+    selection: list[dict[str, Any]]  # every (ranking, k) tried on the selection part
+    per_ranking: list[dict[str, Any]]  # each ranking's own choice, and its test scores
+    value_curve: np.ndarray
+    select_curve: np.ndarray
+    test_curve: np.ndarray
+
+
+def choose_removal(
+    rankings: Mapping[str, np.ndarray],
+    grid: Sequence[int],
+    games: tuple[Any, Any, Any],
+    measure: Measure,
+    objective: CurveFn,
+    allowed: CurveFn,
+    describe: Describe,
+) -> RemovalChoice:
+    """Choose the ranking and the number ``k`` of units removed on the selection part.
+
+    ``rankings``: name -> unit indices, best to remove first; ``games``: the value,
+    selection and test games. For each ranking the curve over ``grid`` is measured on the
+    selection game; the choice is the allowed ``(ranking, k)`` of smallest objective (ties:
+    smaller ``k``, then the earlier ranking). Each ranking's own best ``k`` is also
+    measured on the test game (``per_ranking``, for the report). Selection rows hold
+    ``select_<name>`` for each score of ``describe``; per-ranking rows ``select_<name>``
+    and ``test_<name>``.
+    """
+    game, select_game, test_game = games
+    selection: list[dict[str, Any]] = []
+    best: tuple[float, int, int] | None = None  # (objective, k, ranking position)
+    curves: dict[str, np.ndarray] = {}
+    for pos, (name, order) in enumerate(rankings.items()):
+        curve = curves[name] = measure(select_game, order, grid)
+        ok, obj, scores = allowed(curve), objective(curve), describe(curve)
+        for r, k in enumerate(grid):
+            selection.append({"ranking": name, "removed": k,
+                              **_named("select", {key: v[r] for key, v in scores.items()}),
+                              "allowed": int(ok[r])})
+            cand = (float(obj[r]), k, pos)
+            if ok[r] and (best is None or cand < best):
+                best = cand
+    if best is None:
+        raise ValueError("no (ranking, k) is allowed: the grid needs k = 0 and a ranking")
+    _, chosen_k, pos = best
+    ranking = list(rankings)[pos]
+    per_ranking = []
+    for name, order in rankings.items():
+        c = curves[name]
+        r = _best_row(c, objective, allowed)
+        t = measure(test_game, order, [grid[r]])[0]
+        per_ranking.append({"ranking": name, "removed": grid[r],
+                            **_named("select", describe(c[r])), **_named("test", describe(t))})
+    order = rankings[ranking]
+    return RemovalChoice(ranking, chosen_k, order, selection, per_ranking,
+                         measure(game, order, grid), curves[ranking],
+                         measure(test_game, order, grid))
+
+
+@dataclass
+class SearchControl:
+    """The greedy-search control of :func:`search_control`."""
+
+    path: np.ndarray  # units (indices) in the order removed
+    k: int  # the number removed, chosen on the selection part
+    select: np.ndarray  # selection-part scores (m,) after removing ``path[:k]``
+    test: np.ndarray  # test scores (m,) after removing ``path[:k]``
+    evaluations: int  # game evaluations of the search
+
+    def as_dict(self, players: Sequence[str], describe: Describe,
+                with_test: bool = True) -> dict[str, Any]:
+        """``k``, the removed units and the whole path by name, the ``select_*`` (and with
+        ``with_test`` the ``test_*``) scores, the evaluations."""
+        out: dict[str, Any] = {"k": self.k, "units": [players[i] for i in self.path[: self.k]],
+                               "path": [players[i] for i in self.path],
+                               **_named("select", describe(self.select))}
+        if with_test:
+            out.update(_named("test", describe(self.test)))
+        out["evaluations"] = self.evaluations
+        return out
+
+
+def search_control(
+    select_game: Any,
+    test_game: Any,
+    n: int,
+    steps: int,
+    score: Callable[[np.ndarray], np.ndarray],
+    measure: Measure,
+    objective: CurveFn,
+    allowed: CurveFn,
+) -> SearchControl:
+    """:func:`greedy_search` on the selection game (``score``: larger is better), ``k``
+    chosen along its path like :func:`choose_removal` chooses, measured on test."""
+    path = greedy_search(select_game, n, score, steps)
+    curve = measure(select_game, path, range(len(path) + 1))
+    r = _best_row(curve, objective, allowed)
+    test = measure(test_game, path, [r])[0]
+    return SearchControl(path, r, curve[r], test, int(sum(n - j for j in range(len(path)))))
+
+
 # ------------------------------------------------------------------------------- files
+def estimate_summary(values: ShapleyResult, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """The estimate's part of a study's ``summary.json``: method, evaluations, walks, the
+    ``auto`` choice, wall time, and the ``extra`` keys of ``values.info``."""
+    info = values.info
+    return {"method": values.method, "evaluations": int(values.evaluations),
+            "walks": info.get("walks"), "auto": info.get("auto"),
+            "wall_time_s": round(values.wall_time, 3), **{key: info.get(key) for key in extra}}
+
+
+def curve_rows(
+    k_grid: Sequence[int],
+    curves: Mapping[str, np.ndarray],
+    columns: Callable[[np.ndarray], Mapping[str, Any]],
+    chosen_k: int,
+) -> list[dict[str, Any]]:
+    """Rows of ``curve.csv``: ``removed``, ``"<split> <column>"`` for each split's curve
+    (``columns`` names the scores of one row), and ``chosen`` (1 on the chosen ``k``)."""
+    rows = []
+    for r, k in enumerate(k_grid):
+        row: dict[str, Any] = {"removed": k}
+        for split, curve in curves.items():
+            row.update({f"{split} {name}": v for name, v in columns(curve[r]).items()})
+        row["chosen"] = int(k == chosen_k)
+        rows.append(row)
+    return rows
+
+
 def write_repair_files(
     out_dir: str | os.PathLike[str],
     tables: Mapping[str, tuple[str, list[dict[str, Any]]]],

@@ -28,12 +28,14 @@ synthetic stand-in of the same shape is generated (bumps at class-specific posit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from neuronshapley.zoo.tabular import TabularMLP as _TabularMLP
+from neuronshapley.zoo.training import TrainTestData, fit_classifier
 
 __all__ = [
     "ARCHITECTURES",
@@ -128,20 +130,13 @@ class Conv1dNet(nn.Module):
         return self.classifier(self.features(x).mean(dim=2))
 
 
-class TabularMLP(nn.Module):
-    """Linear-ReLU-Dropout twice, then the logit layer. Input (N, n_features)."""
+class TabularMLP(_TabularMLP):
+    """:class:`neuronshapley.zoo.tabular.TabularMLP` shaped for ``wine``: Linear-ReLU-Dropout
+    twice, then the logit layer. Input (N, n_features); players ``net.0``, ``net.3``."""
 
     def __init__(self, n_features: int = 13, n_classes: int = 3,
                  hidden: tuple[int, int] = (16, 12), dropout: float = 0.1) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(n_features, hidden[0]), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden[0], hidden[1]), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden[1], n_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        super().__init__(n_features, hidden, n_classes, dropout)
 
 
 class TinyTransformer(nn.Module):
@@ -163,15 +158,8 @@ class TinyTransformer(nn.Module):
 
 
 # --------------------------------------------------------------------------------- data
-@dataclass
-class Data:
-    """Train and test split of one data set; ``source`` says where it came from."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    source: str
+#: Train and test split of one data set; ``source`` says where it came from.
+Data = TrainTestData
 
 
 def _split(x: np.ndarray, y: np.ndarray, seed: int, test: float, source: str) -> Data:
@@ -245,18 +233,11 @@ def fit(model: nn.Module, data: Data, epochs: int = 30, lr: float = 3e-3,
         batch_size: int = 64, seed: int = 0) -> float:
     """Train ``model`` with Adam on ``data``'s training split; returns test accuracy.
 
-    Leaves the model in eval mode.
+    :func:`~neuronshapley.zoo.training.fit_classifier`; torch's global generator (dropout)
+    is left as the caller seeded it. Leaves the model in eval mode.
     """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    n = len(data.y_train)
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=gen).split(batch_size):
-            opt.zero_grad()
-            F.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
-            opt.step()
-    model.eval()
+    fit_classifier(model, data.x_train, data.y_train, epochs=epochs, lr=lr,
+                   batch_size=batch_size, seed=seed, channels_last=False, seed_global=False)
     with torch.no_grad():
         return float((model(data.x_test).argmax(1) == data.y_test).float().mean())
 

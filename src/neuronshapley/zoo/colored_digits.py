@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuronshapley.zoo.training import fit_classifier
+
 __all__ = [
     "GROUP_NAMES",
     "MAJORITY",
@@ -157,41 +159,6 @@ class ColoredDigitsCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
-
-
-def fit_classifier(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    epochs: int = 20,
-    lr: float = 3e-3,
-    batch_size: int = 32,
-    seed: int = 0,
-    weight_decay: float = 0.0,
-) -> nn.Module:
-    """Train ``model`` on ``(x, y)`` with Adam and cross-entropy; returns it in eval mode.
-
-    Deterministic for a given ``seed`` and thread count (the caller sets the threads).
-    """
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    channels_last = x.ndim == 4
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(y), batch_size):
-            b = perm[i : i + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(x[b]), y[b]).backward()
-            opt.step()
-    if channels_last:
-        model = model.to(memory_format=torch.contiguous_format)
-    return model.eval()
 
 
 def train_colored_digits_cnn(

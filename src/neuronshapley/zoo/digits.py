@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 
 from neuronshapley.files import atomic_write
 from neuronshapley.runtime import torch_threads
+from neuronshapley.zoo.training import TrainTestData, accuracy, fit_classifier
 
 __all__ = [
     "DigitsCNN",
@@ -100,22 +100,9 @@ class DigitsCNN(nn.Module):
         return sum(m.out_channels for m in self.modules() if isinstance(m, nn.Conv2d))
 
 
-@dataclass(frozen=True)
-class DigitsData:
-    """Train/test split of the digits data.
-
-    ``x_*``: float32 ``(N, 1, 8, 8)`` in ``[0, 1]``; ``y_*``: int64 ``(N,)`` labels 0..9.
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (10)."""
-        return 10
+#: The digits' train/test split: ``x_*`` float32 ``(N, 1, 8, 8)`` in ``[0, 1]``, ``y_*`` int64
+#: ``(N,)`` labels 0..9 (the zoo's one data container).
+DigitsData = TrainTestData
 
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> DigitsData:
@@ -142,18 +129,8 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> DigitsData:
         y_train=y[tr].contiguous(),
         x_test=x[te].contiguous(),
         y_test=y[te].contiguous(),
+        source="sklearn load_digits",
     )
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` on ``x`` ``(N, 1, 8, 8)`` with labels ``y`` ``(N,)``."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-    model.train(was_training)
-    return correct / max(len(y), 1)
 
 
 def train_digits_cnn(
@@ -176,23 +153,9 @@ def train_digits_cnn(
     with torch_threads(num_threads):
         torch.manual_seed(seed)
         model = DigitsCNN(channels=channels, hidden=hidden)
-        gen = torch.Generator().manual_seed(seed)
-        x, y = data.x_train, data.y_train
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        loss_fn = nn.CrossEntropyLoss()
-        model.train()
-        n = len(y)
-        for _ in range(epochs):
-            perm = torch.randperm(n, generator=gen)
-            for i in range(0, n, batch_size):
-                b = perm[i : i + batch_size]
-                opt.zero_grad(set_to_none=True)
-                loss_fn(model(x[b]), y[b]).backward()
-                opt.step()
-        model = model.to(memory_format=torch.contiguous_format)
+        fit_classifier(model, data.x_train, data.y_train, epochs=epochs, lr=lr,
+                       batch_size=batch_size, seed=seed, channels_last=channels_last,
+                       seed_global=False)
     return model.eval()
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuronshapley.zoo.colored_digits import GroupedData, fit_classifier
+from neuronshapley.zoo.colored_digits import GroupedData
+from neuronshapley.zoo.training import fit_classifier
 
 __all__ = [
     "ADULT_COLUMNS",
@@ -170,13 +171,21 @@ def load_adult(
 
 
 class TabularMLP(nn.Module):
-    """MLP ``d -> hidden[0] -> hidden[1] -> 2`` with ReLU; players ``net.0``, ``net.2``."""
+    """MLP ``num_features -> hidden[0] -> hidden[1] -> n_classes`` with ReLU, and Dropout after
+    each hidden ReLU when ``dropout > 0``. Input (N, num_features).
 
-    def __init__(self, num_features: int, hidden: tuple[int, int] = (64, 32)) -> None:
+    Players: ``net.0`` and ``net.2`` (``net.0`` and ``net.3`` with dropout).
+    """
+
+    def __init__(self, num_features: int, hidden: tuple[int, int] = (64, 32),
+                 n_classes: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
         h1, h2 = (int(h) for h in hidden)
+        drop = [nn.Dropout(dropout)] if dropout > 0 else []
         self.net = nn.Sequential(
-            nn.Linear(num_features, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 2)
+            nn.Linear(num_features, h1), nn.ReLU(), *drop,
+            nn.Linear(h1, h2), nn.ReLU(), *(nn.Dropout(dropout) for _ in drop),
+            nn.Linear(h2, n_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

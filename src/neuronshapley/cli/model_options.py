@@ -54,6 +54,11 @@ class ModelOptions:
                     "file.py:factory, .pt2 or a pickled module); the built-in setups bring "
                     "their own data and units", param_hint="--model")
             return False
+        if self.data is None and ":" not in self.model and "." not in self.model:
+            raise typer.BadParameter(
+                f"unknown study model {self.model!r}: choose a built-in setup "
+                f"({', '.join(built_in) or 'none here'}) or give your own model "
+                "(module:factory, file.py:factory, .pt2) with --data", param_hint="--model")
         return True
 
     def run_settings(self, seed: int) -> dict[str, Any]:

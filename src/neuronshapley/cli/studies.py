@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
 
         console = out_console()
         with library_errors(), torch_threads(threads):
-            setup = _setup(spec, seed, "accuracy")
+            setup = _setup(spec, seed, None)
             result = run_class_specific(
                 setup.model, setup.value_inputs, setup.value_targets,
                 setup.heldout_inputs, setup.heldout_targets,

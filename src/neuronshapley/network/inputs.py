@@ -99,13 +99,14 @@ def call(model: nn.Module, inputs: Inputs) -> Any:
     the model's forward takes it (no key/value cache is kept during evaluation)."""
     if isinstance(inputs, Mapping):
         kwargs = dict(inputs)
-        if "use_cache" not in kwargs and _takes(model, "use_cache"):
+        if "use_cache" not in kwargs and takes(model, "use_cache"):
             kwargs["use_cache"] = False
         return model(**kwargs)
     return model(inputs)
 
 
-def _takes(model: nn.Module, name: str) -> bool:
+def takes(model: nn.Module, name: str) -> bool:
+    """Whether ``model.forward`` has a parameter ``name``."""
     try:
         return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):

@@ -154,3 +154,23 @@ def test_next_token_metrics_read_the_last_real_token():
     acc = ModelGame(model, data, targets, metric="next_token_accuracy", players=ps)
     top = logits[torch.arange(4), last].argmax(-1)
     assert acc(np.ones((1, ps.n_players), dtype=bool))[0] == (top == targets).double().mean()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert"])
+def test_repair_edits_the_projection_of_removed_heads_and_neurons(family):
+    from neuronshapley.network.repair import repair
+
+    model = FAMILIES[family][0]()
+    data = token_batch(token_types=family == "bert")
+    ps = discover_players(model, kinds=(ATTENTION_HEADS, MLP_NEURONS))
+    game = ModelGame(model, data, torch.zeros(6, dtype=torch.long), metric=_flat, players=ps,
+                     replacement="channel")
+    remove = [f"{ps.layers[0].name}:1", f"{ps.layers[3].name}:4"]
+    mask = np.ones((1, ps.n_players), dtype=bool)
+    mask[0, [ps.index(r) for r in remove]] = False
+    fixed = repair(model, game, remove)
+    assert np.abs(game(mask)[0] - _plain(fixed, data).numpy()[0]).max() < 1e-5
+    per_position = ModelGame(model, data, torch.zeros(6, dtype=torch.long), metric=_flat,
+                             players=ps)
+    with pytest.raises(ValueError, match="replacement='channel'"):
+        repair(model, per_position, remove)

@@ -39,8 +39,8 @@ import torch
 from common import RESULTS, digits_game, save_json, set_threads
 
 from neuronshapley import ModelGame, discover_players
-from neuronshapley.network import inputs as batch
 from neuronshapley.estimators.walks import step_masks
+from neuronshapley.network import inputs as batch
 from neuronshapley.runtime import fast_malloc_active
 
 KEEP = 0.7  # probability that a random coalition keeps a player

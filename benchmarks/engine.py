@@ -23,7 +23,8 @@ masked / plain are from the same run. The target is >= 0.9. Pass sizes: ``auto``
 A small random BERT (heads and MLP neurons as players; needs ``transformers``) is measured
 the same way: an evaluation of M masks on B sequences counts M * B sequences.
 
-Writes ``results/engine.json`` and ``results/engine.md``.
+Writes ``results/engine.json`` and ``results/engine.md`` (``engine-bert.*`` for a run with
+``--no-digits --no-efficientnet``).
 """
 
 from __future__ import annotations
@@ -245,8 +246,9 @@ def main() -> None:
                "total_seconds": time.perf_counter() - t0}
     md = render(payload, args)
     print(md)
-    save_json("engine", payload)
-    (RESULTS / "engine.md").write_text(md + "\n")
+    name = "engine" if digits or eff else "engine-bert"  # a BERT-only run keeps engine.json
+    save_json(name, payload)
+    (RESULTS / f"{name}.md").write_text(md + "\n")
 
 
 def render(p: dict[str, Any], args: argparse.Namespace) -> str:
@@ -255,7 +257,8 @@ def render(p: dict[str, Any], args: argparse.Namespace) -> str:
         "# Engine throughput: masked evaluation vs a plain forward pass", "",
         "Images per second (M masks on B images = M x B images); in brackets masked / plain, "
         "from the same run: every function of a row is called round-robin "
-        f"({args.rounds} rounds for digits, {args.eff_rounds} for EfficientNet) and each "
+        f"({args.rounds} rounds for digits, {args.eff_rounds} for EfficientNet, "
+        f"{args.bert_rounds} for BERT) and each "
         f"rate is the median of its calls. Torch threads: {args.threads}; inference mode; "
         f"glibc malloc settings of neuronshapley.runtime active: {p['fast_malloc']}. "
         f"random = each player kept with probability {p['keep_probability']}; walk = "

@@ -156,3 +156,32 @@ def test_group_metric_in_a_game_with_names_and_walk_sample(tabular_data) -> None
     assert sampled(masks).shape == (3,)
     with pytest.raises(ValueError, match="group ids"):
         ModelGame(tiny_mlp(), x, y, metric="group_accuracy")
+
+
+def test_next_token_metrics_score_the_chosen_position():
+    from neuronshapley.network.metrics import (
+        next_token_accuracy,
+        next_token_log_prob,
+        token_positions,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(2, 3, 4, 5, generator=g)  # M=2, B=3, L=4, V=5
+    targets = torch.tensor([1, 4, 0])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    pos = token_positions({"attention_mask": mask}, 3, 4)
+    assert pos.tolist() == [3, 1, 0]
+    assert token_positions(None, 3, 4).tolist() == [3, 3, 3]
+    lp = torch.log_softmax(out.double(), -1)
+    expected = torch.stack([lp[:, b, p, t] for b, p, t in zip(range(3), [3, 1, 0], targets,
+                                                              strict=True)], 1).mean(1)
+    assert torch.allclose(next_token_log_prob(out, targets, {"attention_mask": mask}), expected)
+    chosen = {"positions": torch.tensor([0, 2, 1])}
+    top = torch.stack([out[:, b, p].argmax(-1) for b, p in zip(range(3), [0, 2, 1],
+                                                               strict=True)], 1)
+    assert torch.equal(next_token_accuracy(out, targets, chosen),
+                       (top == targets).double().mean(1))
+    with pytest.raises(mt.MetricError, match="positions must be 3 indices"):
+        next_token_accuracy(out, targets, {"positions": torch.tensor([0, 9, 1])})
+    with pytest.raises(mt.MetricError, match=r"\(M, B, L, V\)"):
+        next_token_log_prob(out[:, :, 0], targets)

@@ -71,7 +71,7 @@ def _perturb_norms(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def test_skip_connections_fall_back_to_one_copy_per_mask(image_data):
+def test_skip_connections_share_activations_block_by_block(image_data):
     x, _ = image_data
     model = _perturb_norms(ResidualCNN(in_channels=1, width=4))
     players = discover_players(model)
@@ -79,11 +79,20 @@ def test_skip_connections_fall_back_to_one_copy_per_mask(image_data):
     auto = Ablator(model, players).fit_reference(x)
     assert auto.strategy == "tree"
     got = auto.forward(x, masks)
-    assert auto.strategy == "lazy"  # block1's skip adds tensors of different stages
+    # block1's skip adds tensors of different stages per layer, one stage per block: no
+    # fallback to a copy per mask
+    assert auto.strategy == "blocks"
     want = Ablator(model, players, expand="input", fold=False).fit_reference(x)
     assert torch.allclose(got, want.forward(x, masks), atol=1e-5)
+    assert torch.allclose(Ablator(model, players, expand="lazy").fit_reference(x).forward(
+        x, masks), got, atol=1e-5)
     with pytest.raises(RuntimeError):
         Ablator(model, players, expand="tree").fit_reference(x).forward(x, masks)
+    # the stem runs once; block1 once per distinct mask of the stem's and block1's units
+    assert _rows_seen(auto, x, masks, model.stem) == len(x)
+    upto = slice(0, players.layers[2].slice.stop)  # stem, block1.conv1, block1.conv2
+    assert _rows_seen(auto, x, masks, model.block1.conv1) == len(
+        torch.unique(masks[:, upto], dim=0)) * len(x)
 
 
 def test_layer_output_that_aliases_its_input_is_not_overwritten(image_data):

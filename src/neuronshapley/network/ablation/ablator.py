@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -32,14 +33,14 @@ from neuronshapley.network.ablation.layout import (
     permutation,
     rows,
 )
-from neuronshapley.network.ablation.plan import FALLBACK, Plan, segments_of
+from neuronshapley.network.ablation.plan import FALLBACK, Plan, residual_blocks, segments_of
 from neuronshapley.network.ablation.taps import hooked_module
 from neuronshapley.network.inputs import Inputs
 from neuronshapley.network.players import SITES, Layer, PlayerSet
 
 REPLACEMENTS = ("mean", "channel", "zero")
 #: How ``Ablator.forward`` expands the batch for M masks (see the module docstring).
-EXPANSIONS = ("auto", "tree", "lazy", "input")
+EXPANSIONS = ("auto", "tree", "blocks", "lazy", "input")
 #: A model with this attribute set to True is always run with its input expanded up front
 #: (e.g. graphs from ``torch.export`` whose shapes follow the input's batch size).
 EXPAND_INPUT_ATTR = "neuronshapley_expand_input"
@@ -91,8 +92,12 @@ class Ablator:
             if layer.site not in SITES:
                 raise AblationError(f"layer {layer.name!r}: site must be one of {SITES}")
             self._modules[layer.name] = hooked_module(model, layer)
+        #: The layers with residual blocks added (strategy "blocks"; see ``residual_blocks``).
+        inferred = residual_blocks(model, players.layers)
+        self._with_blocks = {ly.name: replace(ly, block=inferred[ly.name]) if ly.name in
+                             inferred else ly for ly in players.layers}
         self._blocks: dict[str, nn.Module] = {}
-        for layer in players.layers:
+        for layer in self._with_blocks.values():
             if layer.block and layer.block not in self._blocks:
                 try:
                     self._blocks[layer.block] = model.get_submodule(layer.block)
@@ -226,11 +231,13 @@ class Ablator:
         b = batch.n_rows(x)
         device = batch.tensors(x)[0].device
         strategy = self.strategy
-        segments = segments_of(self._order)
         while True:
-            plan = Plan(masks, segments, b, strategy, device)
+            if strategy == "blocks" and not any(ly.block for ly in self._with_blocks.values()):
+                strategy = FALLBACK[strategy]  # no residual block to share: skip the strategy
+            order = self._pass_order(strategy)
+            plan = Plan(masks, segments_of(order), b, strategy, device)
             try:
-                out = self._run(x, plan)
+                out = self._run(x, plan, order)
             except RuntimeError:
                 fallback = FALLBACK.get(strategy) if self.expand == "auto" else None
                 if fallback is None or not plan.split:
@@ -241,7 +248,13 @@ class Ablator:
                 self.strategy = strategy  # remembered: the next pass skips what failed
             return out
 
-    def _run(self, x: Inputs, plan: Plan) -> torch.Tensor:
+    def _pass_order(self, strategy: str) -> list[Layer]:
+        """The hooked layers in execution order, with residual blocks for ``"blocks"``."""
+        if strategy != "blocks":
+            return self._order
+        return [self._with_blocks[ly.name] for ly in self._order]
+
+    def _run(self, x: Inputs, plan: Plan, order: list[Layer]) -> torch.Tensor:
         """One forward pass with the units replaced; outputs (M, B, ...)."""
         if plan.sizes[0] > 1:
             x = batch.expand(x, plan.sizes[0])
@@ -292,7 +305,7 @@ class Ablator:
             return forward
 
         patches = {id(m): (m, passthrough(m)) for ms in folds.values() for m in ms}
-        with self._hooks(make_hook, patches, plan):
+        with self._hooks(make_hook, patches, plan, order):
             raw = batch.call(self.model, x)
         try:
             out = batch.model_output(raw)
@@ -486,6 +499,7 @@ class Ablator:
         make_hook: Callable[[Layer], Callable[..., object]],
         patches: dict[int, tuple[nn.Module, Callable[..., Any]]] | None = None,
         plan: Plan | None = None,
+        order: list[Layer] | None = None,
     ) -> Iterator[None]:
         """Hooks on the player layers (with a ``plan``: also on their transformer blocks) and
         ``forward`` replaced on the ``patches`` modules; all removed on every exit (errors
@@ -494,7 +508,7 @@ class Ablator:
         patched: list[nn.Module] = []
         try:
             if plan is not None:
-                for block, stage in self._block_stages(plan).items():
+                for block, stage in self._block_stages(plan, order or self._order).items():
                     handles.append(self._blocks[block].register_forward_pre_hook(
                         self._block_hook(plan, stage), with_kwargs=True))
             for layer in self.players.layers:
@@ -517,10 +531,10 @@ class Ablator:
             for module in patched:
                 del module.forward
 
-    def _block_stages(self, plan: Plan) -> dict[str, int]:
-        """Transformer block -> the stage of its layers (blocks whose layers share one)."""
+    def _block_stages(self, plan: Plan, order: list[Layer]) -> dict[str, int]:
+        """Block -> the stage of its layers (blocks whose layers share one)."""
         stages: dict[str, set[int]] = {}
-        for layer in self._order:
+        for layer in order:
             if layer.block:
                 stages.setdefault(layer.block, set()).add(plan.stage[layer.name])
         return {b: next(iter(s)) for b, s in stages.items() if len(s) == 1}

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from neuronshapley.errors import AblationError
 from neuronshapley.network.players import Layer
 
 #: Strategy tried next when a pass fails with ``expand="auto"``.
-FALLBACK = {"tree": "lazy", "lazy": "input"}
+FALLBACK = {"tree": "blocks", "blocks": "lazy", "lazy": "input"}
 
 
 class Plan:
@@ -24,6 +25,9 @@ class Plan:
     and tensors of different stages cannot be mixed without a shape error.
 
     - ``"tree"``: groups split at each segment where the masks differ (prefix sharing);
+    - ``"blocks"``: the same, with the layers of one residual block (the nearest module
+      around them that is not a container) sharing a segment, whose inputs are copied to
+      that segment's groups (see :func:`residual_blocks`);
     - ``"lazy"``: one group before the first hooked layer, then one per distinct mask;
     - ``"input"``: one group per distinct mask from the input on.
     """
@@ -51,7 +55,7 @@ class Plan:
         for k, segment in enumerate(segments, start=1):
             cols = torch.cat([masks[:, ly.slice] for ly in segment], dim=1)
             g, size = self.groups[-1], self.sizes[-1]
-            if strategy != "tree":
+            if strategy not in ("tree", "blocks"):
                 g, size = full, n_full
             elif not bool(cols.all()):
                 rows, n_rows = row_groups(cols)
@@ -124,6 +128,27 @@ class Plan:
         _runs, index = self.parents(j, k, t.device)
         src = t.reshape(self.sizes[j], self.b, *t.shape[1:])
         return src.index_select(0, index).reshape(-1, *t.shape[1:])
+
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def residual_blocks(model: nn.Module, layers: Sequence[Layer]) -> dict[str, str]:
+    """Layer name -> the block it sits in, for layers outside any transformer block: the
+    nearest module around the layer's module that is not a container (``Sequential``,
+    ``ModuleList``, ``ModuleDict``) nor the model itself. A skip connection inside such a
+    block then sums tensors of one stage."""
+    out: dict[str, str] = {}
+    for layer in layers:
+        if layer.block or layer.is_heads:
+            continue
+        parts = layer.name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            path = ".".join(parts[:cut])
+            if not isinstance(model.get_submodule(path), _CONTAINERS):
+                out[layer.name] = path
+                break
+    return out
 
 
 def segments_of(order: Sequence[Layer]) -> list[list[Layer]]:

@@ -31,11 +31,7 @@ OPTS = {"k": K, "batch": 16, "max_evaluations": 40_000}
 def ray_cluster():
     import ray
 
-    t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    startup = time.perf_counter() - t0
-    print(f"\nray start-up: {startup:.1f} s")
-    assert startup < 30
     yield ray
     ray.shutdown()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -68,3 +69,51 @@ def test_models_that_cannot_be_split() -> None:
     assert split_at_players(first, ["0"], x) is None  # the first player reads the input
     assert split_at_players(DataDependent(), ["b"], x) is None
     assert split_at_players(ReadsShape(), ["b"], x) is None
+
+
+def _games(model: nn.Module, x: torch.Tensor, y: torch.Tensor, players: list[str] | None
+           ) -> tuple:
+    import neuronshapley as ns
+
+    cached = ns.ModelGame(model, x, y, metric="log_prob", players=players)
+    whole = ns.ModelGame(model, x, y, metric="log_prob", players=players, prefix_cache=False)
+    return cached, whole
+
+
+@pytest.mark.parametrize("make, players", [
+    (ResidualCNN, ["block*"]),                          # residual: blocks after the stem
+    (InceptionCNN, ["mixed.*", "reduce"]),              # branching: a concatenation
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.ReLU(),
+                           nn.Flatten(), nn.Linear(6 * 4 * 4, 10)), ["2"]),  # sequential
+])
+def test_cached_prefix_gives_the_same_values(make, players: list[str]) -> None:
+    torch.manual_seed(1)
+    model = make().eval()
+    x, y = torch.randn(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    cached, whole = _games(model, x, y, players)
+    assert cached.split is not None and whole.split is None
+    masks = np.random.default_rng(0).random((25, cached.n_players)) < 0.6
+    assert np.array_equal(cached(masks), whole(masks))
+
+
+def test_cache_follows_edits_of_the_data_the_weights_and_the_players() -> None:
+    torch.manual_seed(2)
+    model = ResidualCNN().eval()
+    x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    cached, _ = _games(model, x, y, ["block2.*"])
+    masks = np.random.default_rng(1).random((12, cached.n_players)) < 0.5
+    before = cached(masks)
+    cached.inputs.mul_(0.5)  # the evaluation data edited in place
+    with torch.no_grad():  # a prefix weight edited in place, as load_state_dict does
+        model.stem.weight.mul_(-1.0)
+    after = cached(masks)
+    assert not np.array_equal(before, after)
+    # an uncached game on the edited model and data, with the reference means of the old one
+    _, fresh = _games(model, cached.inputs.clone(), y, ["block2.*"])
+    fresh.ablator.reference = cached.ablator.reference
+    assert np.array_equal(after, fresh(masks))
+    other, other_whole = _games(model, x, y, ["block1.*", "block2.*"])  # other players
+    assert other.split is not None and other.split.cut != cached.split.cut
+    m2 = np.random.default_rng(2).random((8, other.n_players)) < 0.5
+    assert np.array_equal(other(m2), other_whole(m2))
+

@@ -24,6 +24,7 @@ from neuronshapley.network.ablation import Ablator
 from neuronshapley.network.inputs import Inputs
 from neuronshapley.network.metrics import get_metric
 from neuronshapley.network.players import PlayerSet, discover_players
+from neuronshapley.network.prefix import PrefixSplit, split_for_players
 from neuronshapley.protocol import check_masks
 
 PRECISIONS = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16,
@@ -53,6 +54,8 @@ def cuda_math(allow_tf32: bool) -> Any:
 #: of 9 (each pass has a fixed cost of about one image per hooked layer); bigger passes only
 #: cost memory.
 CPU_PASS_BYTES = 2**30
+#: At most this many bytes of cached prefix activations (the evaluation data's) per game.
+PREFIX_CACHE_BYTES = 2**31
 CPU_MAX_PASS = 8192
 
 
@@ -132,6 +135,12 @@ class ModelGame:
             convolutions on CPU); None picks it for models with ``Conv2d`` on CPU. This
             converts ``model`` in place (``model.to(memory_format=...)``): it computes the
             same function, up to float rounding (~1e-7).
+        prefix_cache: compute the layers before the first player layer once per example
+            and run only the rest for every mask (:mod:`neuronshapley.network.prefix`; skip
+            connections and branches included). The values are the same as without it.
+            Models that cannot be split by ``torch.fx``, and mapping inputs, run whole.
+        prefix_cache_bytes: the cache holds at most this many bytes of activations (the
+            evaluation data's); above it, the model runs whole.
     """
 
     def __init__(
@@ -149,6 +158,8 @@ class ModelGame:
         walk_sample: int | None = None,
         channels_last: bool | None = None,
         precision: str = "float32",
+        prefix_cache: bool = True,
+        prefix_cache_bytes: int = PREFIX_CACHE_BYTES,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise GameError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -192,19 +203,34 @@ class ModelGame:
         if extra is None and tokens is not None:
             extra = {batch.ATTENTION_MASK: self.inputs[batch.ATTENTION_MASK]}  # type: ignore[index]
         self.extra = extra
-        if pass_size is None:
-            pass_size = auto_pass_size(model, batch.take(self.inputs, slice(0, 1)), device)
-        self.batch_size = min(batch_size or n, pass_size, n)
-        self.pass_size = pass_size
         self.precision = "float32"
         self.walk_sample = walk_sample
         self._subset: torch.Tensor | None = None
         ref = self._prepare(batch.as_inputs(reference)) if reference is not None else self.inputs
         if self.channels_last:
             self.model = model.to(memory_format=torch.channels_last)
+        #: The model split before its first player layer (see :mod:`.prefix`), or None.
+        self.split: PrefixSplit | None = None
+        self._cut: Inputs | None = None  # the prefix's outputs for ``inputs``, computed once
+        if prefix_cache and isinstance(self.inputs, torch.Tensor):
+            self.split = split_for_players(self.model, self.players_set, self.inputs[:2])
+        runs = self.split.suffix if self.split is not None else self.model
+        if self.split is not None:
+            self._cut = self._prefix_of(self.inputs, pass_size or 256)
+            self._cut_stamp = self._prefix_stamp()
+            if sum(t.numel() * t.element_size() for t in batch.tensors(self._cut)) > int(
+                    prefix_cache_bytes):
+                self.split, self._cut, runs = None, None, self.model  # too big to keep
+        if pass_size is None:  # sized from the activations of what runs per mask
+            example = batch.take(self._cut if self._cut is not None else self.inputs,
+                                 slice(0, 1))
+            pass_size = auto_pass_size(runs, example, device)
+        self.batch_size = min(batch_size or n, pass_size, n)
+        self.pass_size = pass_size
+        ref_in = self._prefix_of(ref, pass_size) if self.split is not None else ref
         with self._autocast():
-            self.ablator = Ablator(self.model, self.players_set, replacement).fit_reference(
-                ref, batch_size=max(1, min(batch.n_rows(ref), pass_size))
+            self.ablator = Ablator(runs, self.players_set, replacement).fit_reference(
+                ref_in, batch_size=max(1, min(batch.n_rows(ref), pass_size))
             )
         self.replacement = replacement
         self.evaluations = 0
@@ -260,8 +286,28 @@ class ModelGame:
         arr = check_masks(masks, self.n_players)
         return self._values(arr)
 
+    @torch.inference_mode()
+    def _prefix_of(self, x: Inputs, chunk: int) -> Inputs:
+        """The prefix's outputs for inputs ``x`` (a mapping: cut name -> tensor (N, ...))."""
+        assert self.split is not None and isinstance(x, torch.Tensor)
+        parts = [self.split.run_prefix(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        names = self.split.inputs
+        return {name: torch.cat([p[j] for p in parts]) for j, name in enumerate(names)}
+
+    def _prefix_stamp(self) -> tuple[int, ...]:
+        """In-place edit counters of the prefix's weights and of the evaluation inputs."""
+        assert self.split is not None
+        tensors = [*self.split.prefix.parameters(), *self.split.prefix.buffers(),
+                   *batch.tensors(self.inputs)]
+        return tuple(t._version for t in tensors)
+
     def _values(self, masks: np.ndarray) -> np.ndarray:
         inputs, targets, extra = self.inputs, self.targets, self.extra
+        if self._cut is not None:
+            if self._prefix_stamp() != self._cut_stamp:  # weights or data edited in place
+                self._cut = self._prefix_of(self.inputs, self.pass_size)
+                self._cut_stamp = self._prefix_stamp()
+            inputs = self._cut
         if self._subset is not None:
             inputs, targets = batch.take(inputs, self._subset), targets[self._subset]
             extra = _take(extra, self._subset)

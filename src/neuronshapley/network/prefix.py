@@ -24,6 +24,9 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from neuronshapley.network.ablation.plan import residual_blocks
+from neuronshapley.network.players import PlayerSet
+
 
 @dataclass
 class PrefixSplit:
@@ -32,6 +35,11 @@ class PrefixSplit:
     prefix: fx.GraphModule
     suffix: fx.GraphModule
     cut: list[str]
+
+    @property
+    def inputs(self) -> list[str]:
+        """The suffix's argument names, one per cut tensor (``suffix(**{name: tensor})``)."""
+        return [n.target for n in self.suffix.graph.nodes if n.op == "placeholder"]
 
     def run_prefix(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The cut tensors for inputs ``x`` (each batch-first, ``len(x)`` rows)."""
@@ -108,6 +116,16 @@ def split_at_players(model: nn.Module, layer_names: Sequence[str],
     if example is not None and not _checked(model, split, example):
         return None
     return split
+
+
+def split_for_players(model: nn.Module, players: PlayerSet,
+                      example: torch.Tensor) -> PrefixSplit | None:
+    """:func:`split_at_players` before the modules ``players`` are hooked on; a player layer
+    inside a residual block (see :func:`~.ablation.plan.residual_blocks`) counts as its block,
+    so the block's hook still sees every call."""
+    blocks = residual_blocks(model, players.layers)
+    names = [ly.block or blocks.get(ly.name) or ly.hooked for ly in players.layers]
+    return split_at_players(model, list(dict.fromkeys(names)), example)
 
 
 def _feeds(node: fx.Node, targets: set[fx.Node]) -> bool:

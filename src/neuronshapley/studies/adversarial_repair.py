@@ -116,8 +116,8 @@ def adversarial_setup(
     trained on the same training images (seconds each)."""
     from sklearn.model_selection import train_test_split
 
-    from neuronshapley.zoo.colored_digits import fit_classifier
     from neuronshapley.zoo.digits import DigitsData, accuracy, load_digits_split, train_digits_cnn
+    from neuronshapley.zoo.training import fit_classifier
 
     data = load_digits_split(seed=seed)
     idx = np.arange(len(data.y_train))

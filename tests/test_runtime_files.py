@@ -42,3 +42,15 @@ def test_csv_and_json_helpers_write_plain_numbers(tmp_path):
     assert path.read_text() == "hello"
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_json_safe_keeps_nan_when_not_strict_and_names_the_rest():
+    obj = {1: np.arange(2), "x": (np.float64("nan"), None), "o": object.__name__}
+    assert json_safe(obj, strict=False)["x"][0] != json_safe(obj, strict=False)["x"][0]
+    assert json_safe(obj) == {1: [0, 1], "x": [None, None], "o": "object"}
+    assert json_safe({"p": complex(1, 2)}) == {"p": "(1+2j)"}
+
+
+def test_csv_text_writes_the_header_of_no_rows():
+    assert csv_text([], ["a", "b"]) == "a,b\n"
+    assert csv_text([]) == ""

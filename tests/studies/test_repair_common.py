@@ -113,3 +113,50 @@ def test_write_repair_files(tmp_path: Path) -> None:
     loaded = load_repaired(fresh, files["model"])
     x = torch.randn(5, 4)
     assert torch.allclose(loaded(x), repaired(x))
+
+
+def test_choose_removal_picks_the_best_allowed_ranking_and_k_by_hand() -> None:
+    from neuronshapley.studies.repair_common import choose_removal, search_control
+
+    # outputs: [target score, overall accuracy]; removing unit i adds harm[i] to the target
+    # and costs cost[i] of overall
+    harm = np.array([0.30, 0.20, 0.10, -0.05])
+    cost = np.array([0.02, 0.10, 0.01, 0.00])
+
+    def game(masks: np.ndarray) -> np.ndarray:
+        gone = ~masks
+        return np.stack([0.5 + gone @ harm, 0.9 - gone @ cost], axis=1)
+
+    def measure(g, order, ks):
+        return g(removal_masks(order, 4, ks))
+
+    def objective(c):
+        return -c[:, 0]
+
+    def allowed(c):
+        return c[:, 1] >= c[0, 1] - 0.05 - 1e-12
+
+    def describe(c):
+        return {"target": c[..., 0], "overall": c[..., 1]}
+
+    rankings = {"by harm": np.array([0, 1, 2, 3]), "by ratio": np.array([2, 0, 3, 1])}
+    said: list[str] = []
+    choice = choose_removal(rankings, [0, 1, 2, 3], (game, game, game), measure, objective,
+                            allowed, describe, log=said.append)
+    # by harm: k=2 costs 0.12 (not allowed) -> best k=1 (0.80); by ratio: k=2 removes 2, 0
+    # (cost 0.03, target 0.90), k=3 adds 3 (target 0.85) -> 0.90 at k=2 wins
+    assert (choice.ranking, choice.chosen_k) == ("by ratio", 2)
+    assert choice.removed(["a", "b", "c", "d"]) == ["c", "a"]
+    assert choice.select_curve[2, 0] == pytest.approx(0.9)
+    assert len(choice.selection) == 8 and said and "remove 2 units" in said[0]
+    per = {r["ranking"]: r for r in choice.per_ranking}
+    assert per["by harm"]["removed"] == 1 and per["by harm"]["test_target"] == pytest.approx(0.8)
+    control = search_control(game, game, 4, 3, lambda v: np.where(allowed_floor(v), v[:, 0],
+                                                                   -np.inf),
+                             measure, objective, allowed)
+    assert list(control.path[:2]) == [0, 2] and control.k == 2
+    assert control.evaluations == 4 + 3 + 2
+
+
+def allowed_floor(v: np.ndarray) -> np.ndarray:
+    return v[:, 1] >= 0.9 - 0.05 - 1e-12

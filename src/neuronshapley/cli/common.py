@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,22 @@ EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
 #: Exceptions shown as a one-line message instead of a traceback.
 LIBRARY_ERRORS: tuple[type[BaseException], ...] = (NeuronShapleyError, ValueError, OSError)
+
+#: The ``--threads`` option of the study commands.
+Threads = Annotated[int, typer.Option(min=1, help="Torch CPU threads.")]
+#: The ``--progress/--no-progress`` option of the study commands.
+ShowProgress = Annotated[bool, typer.Option("--progress/--no-progress",
+                                            help="Print progress lines.")]
+
+
+def int_list(text: str | None, what: str) -> list[int] | None:
+    """``"1,2, 3"`` -> ``[1, 2, 3]``; None or blank -> None; ``what`` names the option."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
 
 
 def out_console() -> Console:

@@ -12,17 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
+from neuronshapley.cli.common import ShowProgress, Threads, int_list
 from neuronshapley.cli.model_options import PANEL, ModelOptions, with_model_options
 from neuronshapley.runtime import torch_threads
-
-
-def _ints(text: str | None) -> list[int] | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise ValueError(f"--k-grid must be comma-separated integers, got {text!r}") from None
 
 
 def _floats(text: str, what: str = "--clean-weights", count: int | None = None) -> list[float]:
@@ -35,15 +27,27 @@ def _floats(text: str, what: str = "--clean-weights", count: int | None = None) 
     return out
 
 
-_METHOD_HELP = ("Shapley estimator: auto (truncated walks, roulette truncation, position "
-                "strata), tmab, truncated or permutation.")
-
-
 def _check_method(method: str) -> None:
     from neuronshapley.studies.repair_common import ESTIMATORS
 
     if method not in ESTIMATORS:
         raise ValueError(f"--method must be one of {', '.join(ESTIMATORS)}, got {method!r}")
+
+
+# Options the two commands share.
+SelectionFraction = Annotated[float, typer.Option(
+    help="Share of validation that chooses the ranking and k; the rest values the units "
+    "(0: both on all of it).")]
+Replacement = Annotated[str, typer.Option(
+    help="Removed units output their mean activation (mean) or zero (zero).")]
+SearchSteps = Annotated[int, typer.Option(
+    min=0, help="Steps of the greedy-search control (0: none).")]
+KGrid = Annotated[str | None, typer.Option(
+    help="Comma-separated numbers of removed units tried on validation.")]
+Method = Annotated[str, typer.Option(
+    help="Shapley estimator: auto (truncated walks, roulette truncation, position strata), "
+    "tmab, truncated or permutation.")]
+MaxEvaluations = Annotated[int, typer.Option(min=1, help="Shapley budget of game evaluations.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -72,25 +76,18 @@ def register(app: typer.Typer) -> None:
             help="Your model: accuracy or balanced (class-balanced accuracy) of the target "
                  "group.", rich_help_panel=PANEL)] = "accuracy",
         seed: Annotated[int, typer.Option(help="Seed of data, training and estimate.")] = 0,
-        max_evaluations: Annotated[int, typer.Option(
-            min=1, help="Shapley budget of game evaluations.")] = 16000,
-        method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "auto",
+        max_evaluations: MaxEvaluations = 16000,
+        method: Method = "auto",
         max_overall_drop: Annotated[float, typer.Option(
             help="Largest overall-accuracy drop (selection part) allowed when choosing k.")
         ] = 0.05,
-        selection_fraction: Annotated[float, typer.Option(
-            help="Share of validation that chooses the ranking and k; the rest values the "
-            "units (0: both on all of it).")] = 0.5,
-        replacement: Annotated[str, typer.Option(
-            help="Removed units output their mean activation (mean) or zero (zero).")] = "mean",
-        search_steps: Annotated[int, typer.Option(
-            min=0, help="Steps of the greedy-search control (0: none).")] = 0,
-        k_grid: Annotated[str | None, typer.Option(
-            help="Comma-separated numbers of removed units tried on validation.")] = None,
+        selection_fraction: SelectionFraction = 0.5,
+        replacement: Replacement = "mean",
+        search_steps: SearchSteps = 0,
+        k_grid: KGrid = None,
         epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
-        threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
-        progress: Annotated[bool, typer.Option("--progress/--no-progress",
-                                               help="Print progress lines.")] = True,
+        threads: Threads = 1,
+        progress: ShowProgress = True,
     ) -> None:
         """Remove the units that hurt an under-served group; report every group before/after."""
         from neuronshapley.studies.fairness import (
@@ -120,7 +117,7 @@ def register(app: typer.Typer) -> None:
             if log:
                 log(f"benchmark: {setup.description}")
             result = run_fairness(setup, max_evaluations=max_evaluations, method=method,
-                                  seed=seed, k_grid=_ints(k_grid),
+                                  seed=seed, k_grid=int_list(k_grid, "--k-grid"),
                                   max_overall_drop=max_overall_drop,
                                   selection_fraction=selection_fraction,
                                   replacement=replacement, search_steps=search_steps, log=log)
@@ -147,9 +144,8 @@ def register(app: typer.Typer) -> None:
         steps: Annotated[int, typer.Option(min=1, help="PGD iterations.")] = 20,
         random_start: Annotated[bool, typer.Option(
             "--random-start/--no-random-start", help="Start PGD at a random point.")] = True,
-        max_evaluations: Annotated[int, typer.Option(
-            min=1, help="Shapley budget of game evaluations.")] = 16000,
-        method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "auto",
+        max_evaluations: MaxEvaluations = 16000,
+        method: Method = "auto",
         clean_weights: Annotated[str, typer.Option(
             help="Weights lambda of phi(success) - lambda phi(clean) tried on validation "
             "(1 is the paper's metric).")
@@ -157,19 +153,13 @@ def register(app: typer.Typer) -> None:
         max_clean_drop: Annotated[float, typer.Option(
             help="Largest clean-accuracy drop (selection part) allowed when choosing k.")
         ] = 0.10,
-        selection_fraction: Annotated[float, typer.Option(
-            help="Share of validation that chooses the ranking and k; the rest values the "
-            "units (0: both on all of it).")] = 0.5,
-        replacement: Annotated[str, typer.Option(
-            help="Removed units output their mean activation (mean) or zero (zero).")] = "mean",
-        search_steps: Annotated[int, typer.Option(
-            min=0, help="Steps of the greedy-search control (0: none).")] = 0,
-        k_grid: Annotated[str | None, typer.Option(
-            help="Comma-separated numbers of removed units tried on validation.")] = None,
+        selection_fraction: SelectionFraction = 0.5,
+        replacement: Replacement = "mean",
+        search_steps: SearchSteps = 0,
+        k_grid: KGrid = None,
         epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 20,
-        threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
-        progress: Annotated[bool, typer.Option("--progress/--no-progress",
-                                               help="Print progress lines.")] = True,
+        threads: Threads = 1,
+        progress: ShowProgress = True,
     ) -> None:
         """Remove the units a targeted PGD attack exploits; report attacks before/after."""
         from neuronshapley.studies.adversarial_repair import (
@@ -198,7 +188,8 @@ def register(app: typer.Typer) -> None:
             result = run_adversarial(setup, attack, max_evaluations=max_evaluations,
                                      method=method, seed=seed,
                                      players=setup.info.get("players", DEFAULT_PLAYERS),
-                                     clean_weights=_floats(clean_weights), k_grid=_ints(k_grid),
+                                     clean_weights=_floats(clean_weights),
+                                     k_grid=int_list(k_grid, "--k-grid"),
                                      max_clean_drop=max_clean_drop,
                                      selection_fraction=selection_fraction,
                                      replacement=replacement, search_steps=search_steps,

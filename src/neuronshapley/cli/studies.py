@@ -14,17 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from neuronshapley.cli.common import ShowProgress, Threads, int_list
 from neuronshapley.cli.model_options import ModelOptions, with_model_options
 from neuronshapley.runtime import torch_threads
-
-
-def _ints(text: str | None, what: str) -> list[int] | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -85,9 +77,8 @@ def register(app: typer.Typer) -> None:
             min=1, help="Examples drawn per permutation walk (default per model).")] = None,
         include_dense: Annotated[bool, typer.Option(
             help="ONet: also value the 256 dense5 units.")] = False,
-        threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
-        progress: Annotated[bool, typer.Option("--progress/--no-progress",
-                                               help="Print progress lines.")] = True,
+        threads: Threads = 1,
+        progress: ShowProgress = True,
     ) -> None:
         """Remove each ranking's top units (Shapley vs baselines) and measure held-out metric."""
         from neuronshapley.studies.compare import run_compare, shapley_options
@@ -131,9 +122,8 @@ def register(app: typer.Typer) -> None:
         exclude_fraction: Annotated[float, typer.Option(
             help="Share of units, top for overall accuracy, set aside.")] = 0.2,
         random_draws: Annotated[int, typer.Option(min=1, help="Random control draws.")] = 5,
-        threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
-        progress: Annotated[bool, typer.Option("--progress/--no-progress",
-                                               help="Print progress lines.")] = True,
+        threads: Threads = 1,
+        progress: ShowProgress = True,
     ) -> None:
         """Class-specific Shapley values (class recall), and removing each class's top units."""
         from neuronshapley.studies.class_specific import run_class_specific
@@ -144,11 +134,11 @@ def register(app: typer.Typer) -> None:
             result = run_class_specific(
                 setup.model, setup.value_inputs, setup.value_targets,
                 setup.heldout_inputs, setup.heldout_targets,
-                classes=_ints(classes, "--classes"), class_names=setup.class_names,
+                classes=int_list(classes, "--classes"), class_names=setup.class_names,
                 players=setup.players, method=method,
                 estimate_options={"max_evaluations": max_evaluations},
                 exclude_fraction=exclude_fraction,
-                remove=_ints(remove, "--remove") or [1], random_draws=random_draws,
+                remove=int_list(remove, "--remove") or [1], random_draws=random_draws,
                 game_options=setup.defaults.get("game_options"), seed=seed, out_dir=out,
                 log=(lambda msg: console.print(msg, highlight=False)) if progress else None,
             )

@@ -37,6 +37,7 @@ method                    score of a unit
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -256,6 +257,12 @@ def _embedding_forward(model: nn.Module, names: list[str]) -> Callable[..., torc
     return forward
 
 
+def _keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters of ``fn`` that have defaults, with them."""
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def layer_conductance(
     model: nn.Module,
     layer: Layer,
@@ -339,28 +346,32 @@ def conductance(
     players: PlayerSet,
     inputs: Inputs,
     targets: torch.Tensor,
-    baseline: float | torch.Tensor = 0.0,
-    n_steps: int = 50,
-    method: str = "gausslegendre",
-    batch_size: int | None = None,
+    **options: Any,
 ) -> ShapleyResult:
     """Neuron conductance of every unit, averaged over the examples. Values (n,).
 
-    Runs captum's ``LayerConductance`` once per layer of ``players`` (see
-    :func:`layer_conductance`); ``info["per_example_std"]`` holds the spread over examples.
+    Runs captum's ``LayerConductance`` once per layer of ``players``; ``options`` are those
+    of :func:`layer_conductance` (``baseline``, ``n_steps``, ``method``, ``batch_size``).
+    ``info["per_example_std"]`` holds the spread over examples.
     """
     started = time.perf_counter()
+    allowed = _keyword_defaults(layer_conductance)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise BaselineError(f"conductance takes no option {', '.join(map(repr, unknown))}; "
+                            f"it takes {', '.join(allowed)}")
     n = batch.n_rows(inputs)
     if n == 0:
         raise BaselineError("conductance needs at least one input")
+    settings = {**allowed, **options}
+    baseline, n_steps, method = settings["baseline"], settings["n_steps"], settings["method"]
     values = np.empty(players.n_players)
     spread = np.empty(players.n_players)
     was_training = model.training
     model.eval()
     try:
         for layer in players.layers:
-            per_ex = layer_conductance(model, layer, inputs, targets, baseline, n_steps,
-                                       method, batch_size)
+            per_ex = layer_conductance(model, layer, inputs, targets, **options)
             values[layer.slice] = per_ex.mean(0).numpy()
             spread[layer.slice] = per_ex.std(0).numpy() if len(per_ex) > 1 else 0.0
     finally:

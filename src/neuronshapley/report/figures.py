@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,26 +179,25 @@ def _floats(rows: Sequence[dict[str, str]], key: str) -> np.ndarray:
     return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
 
 
+def _by(rows: Sequence[dict[str, str]], key: str) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """The rows of each value of ``key`` (in order of appearance), sorted by ``removed``."""
+    for name in dict.fromkeys(r[key] for r in rows):
+        yield name, sorted((r for r in rows if r[key] == name), key=lambda r: int(r["removed"]))
+
+
 def load_removal_curves(result_dir: str | os.PathLike[str]) -> tuple[list[Curve], str]:
     """Removal curves saved in ``result_dir`` and a caption saying what they are."""
     d = Path(result_dir)
     for path in (d / "compare.csv", d / "compare" / "compare.csv"):
         if path.is_file():
-            rows = _read_csv(path)
-            curves = []
-            for name in dict.fromkeys(r["ranking"] for r in rows):
-                mine = sorted((r for r in rows if r["ranking"] == name),
-                              key=lambda r: int(r["removed"]))
-                curves.append(Curve(name, _floats(mine, "removed"), _floats(mine, "heldout")))
+            curves = [Curve(name, _floats(mine, "removed"), _floats(mine, "heldout"))
+                      for name, mine in _by(_read_csv(path), "ranking")]
             return curves, (f"From {path.relative_to(d)}: the metric on held-out data after "
                             "removing each ranking's top units (random: mean over draws).")
     path = d / "ablation.csv"
     if path.is_file():
-        rows = _read_csv(path)
         curves = []
-        for split in dict.fromkeys(r["split"] for r in rows):
-            mine = sorted((r for r in rows if r["split"] == split),
-                          key=lambda r: int(r["removed"]))
+        for split, mine in _by(_read_csv(path), "split"):
             k = _floats(mine, "removed")
             style = "-" if split == "test" else "--"
             curves.append(Curve(f"top Shapley ({split})", k, _floats(mine, "top_accuracy"),

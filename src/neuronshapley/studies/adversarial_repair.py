@@ -48,8 +48,7 @@ from torch import nn
 
 from neuronshapley.evaluation.removal import random_masks
 from neuronshapley.network.repair import repair
-from neuronshapley.report.figures import save_figure
-from neuronshapley.result import ShapleyResult, library_versions
+from neuronshapley.studies import repair_common as common
 from neuronshapley.studies.attacks import (
     ADVERSARIAL_OUTPUTS,
     adversarial_game,
@@ -57,19 +56,6 @@ from neuronshapley.studies.attacks import (
     pgd_targeted,
     random_targets,
 )
-from neuronshapley.studies.repair_common import (
-    KNAPSACK,
-    choose_removal,
-    curve_rows,
-    estimate_summary,
-    estimate_values,
-    knapsack_order,
-    removal_masks,
-    search_control,
-    split_indices,
-    write_repair_files,
-)
-from neuronshapley.studies.repair_common import k_grid as _grid
 
 Log = Callable[[str], None]
 DEFAULT_PLAYERS: tuple[str, ...] = ("features.*", "classifier.1")
@@ -130,8 +116,8 @@ def adversarial_setup(
     trained on the same training images (seconds each)."""
     from sklearn.model_selection import train_test_split
 
-    from neuronshapley.zoo.colored_digits import fit_classifier
     from neuronshapley.zoo.digits import DigitsData, accuracy, load_digits_split, train_digits_cnn
+    from neuronshapley.zoo.training import fit_classifier
 
     data = load_digits_split(seed=seed)
     idx = np.arange(len(data.y_train))
@@ -189,34 +175,17 @@ class AttackSettings:
                             self.random_start, self.bounds, generator)
 
 
-@dataclass
-class AdversarialResult:
+@dataclass(kw_only=True)
+class AdversarialResult(common.RepairResult):
     """What :func:`run_adversarial` found; rates are fractions in [0, 1].
 
-    Curves are (len(k_grid), 2): attack success and clean accuracy after removing the first
-    k units of the chosen ranking, on the value part, the selection part (where k was chosen)
-    and the test images (for the plot and the hindsight ceiling only).
+    Curves (:class:`~.repair_common.RepairResult`) are (len(k_grid), 2): attack success and
+    clean accuracy; the chosen ranking is ``"lambda=<w>"`` or ``"knapsack"``.
     """
 
     setup: AdversarialSetup
     attack: AttackSettings
-    values: ShapleyResult
-    ranking: str  # the chosen candidate: "lambda=<w>" or "knapsack"
-    order: list[str]  # units in the chosen ranking's order
-    k_grid: list[int]
-    value_curve: np.ndarray
-    select_curve: np.ndarray
-    test_curve: np.ndarray
-    chosen_k: int
-    removed: list[str]
     table: dict[str, dict[str, float]]  # model -> measure -> rate (test split)
-    search: dict[str, Any] | None  # the greedy-search control
-    selection: list[dict[str, Any]]  # every (ranking, k) tried on the selection part
-    per_ranking: list[dict[str, Any]]  # each ranking's own choice, and its test rates
-    repaired: nn.Module
-    settings: dict[str, Any]
-    wall_time: float = 0.0
-    files: dict[str, Path] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
         return [{"model": m, **dict(r)} for m, r in self.table.items()]
@@ -251,15 +220,7 @@ class AdversarialResult:
             "chosen_k": self.chosen_k,
             "removed": self.removed,
             "table": self.rows(),
-            "selection": self.selection,
-            "per_ranking": self.per_ranking,
-            "greedy_search": self.search,
-            "estimate": estimate_summary(self.values, ("v_full", "v_null")),
-            "interpretation": self.interpretation(),
-            "settings": self.settings,
-            "wall_time_s": round(self.wall_time, 3),
-            "setup_info": self.setup.info,
-            "versions": library_versions(),
+            **self.summary_tail(self.search, self.setup.info, ("v_full", "v_null")),
         }
 
 
@@ -325,8 +286,8 @@ def run_adversarial(
     adv_test = attack.run(model, s.x_test, t_test, gen)
     adv_transfer = attack.run(s.surrogate, s.x_test, t_test, gen)
 
-    value_idx, select_idx = split_indices(len(s.y_val), selection_fraction, seed,
-                                          strata=s.y_val.numpy())
+    value_idx, select_idx = common.split_indices(len(s.y_val), selection_fraction, seed,
+                                                 strata=s.y_val.numpy())
 
     def make(x: torch.Tensor, y: torch.Tensor, adv: torch.Tensor, t: torch.Tensor,
              units: Any) -> Any:
@@ -342,23 +303,24 @@ def run_adversarial(
     say(f"{n} units; V = success - clean accuracy on {len(vi)} clean + {len(vi)} adversarial "
         f"validation images (k chosen on {len(si)} + {len(si)}); {method}, "
         f"{max_evaluations} evaluations")
-    values = estimate_values(game, method, max_evaluations, seed, estimator_options, progress,
-                             tmab_output=ADVERSARIAL_OUTPUTS.index("success_minus_clean"))
+    values = common.estimate_values(
+        game, method, max_evaluations, seed, estimator_options, progress,
+        tmab_output=ADVERSARIAL_OUTPUTS.index("success_minus_clean"))
     values.info.update(game=repr(game), outputs=list(ADVERSARIAL_OUTPUTS))
     i_succ = ADVERSARIAL_OUTPUTS.index("attack_success")
     i_clean = ADVERSARIAL_OUTPUTS.index("clean_accuracy")
     phi = values.values
-    grid = _grid(k_grid, n)
+    grid = common.k_grid(k_grid, n)
     rankings: dict[str, np.ndarray] = {
         f"lambda={lam:g}": np.argsort(-(phi[:, i_succ] - lam * phi[:, i_clean]), kind="stable")
         for lam in clean_weights}
     if knapsack:
-        rankings[KNAPSACK] = knapsack_order(phi[:, i_succ], phi[:, i_clean])
+        rankings[common.KNAPSACK] = common.knapsack_order(phi[:, i_succ], phi[:, i_clean])
     if not rankings:
         raise ValueError("no ranking to try: give clean_weights or knapsack=True")
 
     def rates(g: Any, order: np.ndarray, ks: Sequence[int]) -> np.ndarray:
-        return g(removal_masks(order, n, ks))[:, [i_succ, i_clean]]
+        return g(common.removal_masks(order, n, ks))[:, [i_succ, i_clean]]
 
     def success(curve: np.ndarray) -> np.ndarray:
         return curve[:, 0]
@@ -369,15 +331,10 @@ def run_adversarial(
     def describe(curve: np.ndarray) -> dict[str, Any]:
         return {"success": curve[..., 0], "clean_accuracy": curve[..., 1]}
 
-    choice = choose_removal(rankings, grid, (game, select_game, test_game), rates, success,
-                            allowed, describe)
-    chosen_k, ranking = choice.chosen_k, choice.ranking
-    order = [game.players[i] for i in choice.order]
-    removed = order[:chosen_k]
-    say(f"chosen on the selection part: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
-        f"(ranking {ranking})")
-
-    repaired = repair(model, game, removed)
+    choice = common.choose_removal(rankings, grid, (game, select_game, test_game), rates,
+                                   success, allowed, describe, log=say)
+    chosen_k = choice.chosen_k
+    repaired = repair(model, game, choice.removed(game.players))
     table: dict[str, dict[str, float]] = {}
     for label, net in (("original", model), ("repaired", repaired)):
         whitebox = (adv_test if label == "original"
@@ -401,8 +358,10 @@ def run_adversarial(
     if search_steps > 0:
         say(f"greedy-search control: {search_steps} steps of {n} removals each")
         floor = float(select_game(np.ones((1, n), dtype=bool))[0, i_clean]) - max_clean_drop
-        control = search_control(select_game, test_game, n, search_steps, lambda v: np.where(
-            v[:, i_clean] >= floor - 1e-12, -v[:, i_succ], -np.inf), rates, success, allowed)
+        control = common.search_control(
+            select_game, test_game, n, search_steps,
+            lambda v: np.where(v[:, i_clean] >= floor - 1e-12, -v[:, i_succ], -np.inf),
+            rates, success, allowed)
         search = control.as_dict(game.players, describe)
         table[f"greedy search {control.k} (control)"] = {
             "clean_accuracy": float(control.test[1]),
@@ -421,9 +380,8 @@ def run_adversarial(
         "targets": "uniform over the 9 wrong classes, one per image",
         "threads": torch.get_num_threads(),
     }
-    result = AdversarialResult(setup, attack, values, ranking, order, grid, choice.value_curve,
-                               choice.select_curve, choice.test_curve, chosen_k, removed, table,
-                               search, choice.selection, choice.per_ranking, repaired, settings)
+    result = AdversarialResult.chosen(choice, game.players, values, search, repaired, settings,
+                                      setup=setup, attack=attack, table=table)
     result.wall_time = time.perf_counter() - started
     return result
 
@@ -431,54 +389,32 @@ def run_adversarial(
 def write_adversarial(result: AdversarialResult, out_dir: str | os.PathLike[str],
                       plot: bool = True) -> dict[str, Path]:
     """Write the tables, values, repaired model, plot and summary."""
+
     def columns(row: np.ndarray) -> dict[str, float]:
         return {"success": float(row[0]), "clean_accuracy": float(row[1])}
 
-    rows = curve_rows(result.k_grid, {"value": result.value_curve,
-                                      "selection": result.select_curve,
-                                      "test": result.test_curve}, columns, result.chosen_k)
-
-    def summary(files: dict[str, Path]) -> dict[str, Any]:
-        result.files = files
-        return result.to_json()
-
-    return write_repair_files(
-        out_dir,
-        {"table": ("adversarial.csv", result.rows()),
-         "selection": ("selection.csv", result.selection), "curve": ("curve.csv", rows)},
-        result.values, result.repaired,
+    return result.write_files(
+        out_dir, ("adversarial.csv", result.rows()), columns,
         {"removed": result.removed,
          "how": f"units replaced as in the game ({result.settings['replacement']} over the "
                 "clean validation images)",
          "load": "neuronshapley.network.repair.load_repaired(neuronshapley.zoo.DigitsCNN(), "
                  "'repaired_model.pt')",
          "architecture": type(result.setup.model).__name__},
-        summary, (lambda path: plot_adversarial(result, path)) if plot else None,
-        "adversarial.png",
+        (lambda path: plot_adversarial(result, path)) if plot else None, "adversarial.png",
     )
 
 
 def plot_adversarial(result: AdversarialResult, path: str | os.PathLike[str]) -> Path:
     """Attack success and clean accuracy (selection part, test) as the top units go."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, curve, split in ((axes[0], result.select_curve, "selection part of validation "
-                              "(choice of k)"), (axes[1], result.test_curve, "test (held out)")):
+    def draw(ax: Any, curve: np.ndarray) -> None:
         ax.plot(result.k_grid, 100 * curve[:, 0], marker=".", color="tab:red",
                 label="original attack success")
         ax.plot(result.k_grid, 100 * curve[:, 1], marker=".", color="tab:blue",
                 label="clean accuracy")
         ax.axhline(50 * curve[0, 0], color="tab:red", ls=":", lw=1, label="half the success")
-        ax.axvline(result.chosen_k, color="grey", lw=1)
-        ax.set_title(split, fontsize=10)
-        ax.set_xlabel(f"units removed (ranking {result.ranking})")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("%")
-    axes[0].legend(fontsize=8)
+
     a = result.attack
-    fig.suptitle(f"adversarial repair — targeted PGD eps {a.eps}, {a.steps} steps", fontsize=11)
-    return save_figure(fig, path, dpi=110)
+    return result.plot_curves(
+        path, draw, f"adversarial repair — targeted PGD eps {a.eps}, {a.steps} steps")

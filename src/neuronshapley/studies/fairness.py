@@ -53,22 +53,7 @@ from torch import nn
 from neuronshapley.evaluation.removal import random_masks
 from neuronshapley.network.game import ModelGame
 from neuronshapley.network.repair import repair
-from neuronshapley.report.figures import save_figure
-from neuronshapley.result import ShapleyResult, library_versions
-from neuronshapley.studies.repair_common import (
-    KNAPSACK,
-    AppendedOutput,
-    choose_removal,
-    curve_rows,
-    estimate_summary,
-    estimate_values,
-    knapsack_order,
-    removal_masks,
-    search_control,
-    split_indices,
-    write_repair_files,
-)
-from neuronshapley.studies.repair_common import k_grid as _grid
+from neuronshapley.studies import repair_common as common
 from neuronshapley.zoo.colored_digits import GroupedData
 
 Log = Callable[[str], None]
@@ -264,34 +249,17 @@ def user_fairness_setup(settings: Mapping[str, Any], groups: str, target_group: 
 
 
 # ------------------------------------------------------------------------------ study
-@dataclass
-class FairnessResult:
+@dataclass(kw_only=True)
+class FairnessResult(common.RepairResult):
     """What :func:`run_fairness` found; scores are fractions in [0, 1].
 
-    Curves are (len(k_grid), 2G) group scores after removing the first k units of the chosen
-    ranking, on the value part, the selection part (where k was chosen) and the test split
-    (for the plot and the hindsight ceiling only).
+    Curves (:class:`~.repair_common.RepairResult`) are (len(k_grid), 2G) group scores; the
+    chosen ranking is ``"mu=<w>"`` or ``"knapsack"``.
     """
 
     setup: FairnessSetup
-    values: ShapleyResult
-    ranking: str  # the chosen candidate: "mu=<w>" or "knapsack"
-    order: list[str]  # units in the chosen ranking's order
-    k_grid: list[int]
-    value_curve: np.ndarray
-    select_curve: np.ndarray
-    test_curve: np.ndarray
-    chosen_k: int
-    removed: list[str]
     scores: dict[str, GroupScores]  # "<split>/<model>": value|selection|test x original|repaired
     random_test: list[GroupScores]  # test scores after removing k random units
-    search: dict[str, Any] | None  # the greedy-search control (units, k, test scores)
-    selection: list[dict[str, Any]]  # every (ranking, k) tried on the selection part
-    per_ranking: list[dict[str, Any]]  # each ranking's own choice, and its test scores
-    repaired: nn.Module
-    settings: dict[str, Any]
-    wall_time: float = 0.0
-    files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def target_index(self) -> int:
@@ -369,15 +337,7 @@ class FairnessResult:
             "removed": self.removed,
             "table": self.rows(),
             "change_test_points": self.change("test"),
-            "selection": self.selection,
-            "per_ranking": self.per_ranking,
-            "greedy_search": search,
-            "estimate": estimate_summary(self.values),
-            "interpretation": self.interpretation(),
-            "settings": self.settings,
-            "wall_time_s": round(self.wall_time, 3),
-            "setup_info": self.setup.info,
-            "versions": library_versions(),
+            **self.summary_tail(search, self.setup.info),
         }
 
 
@@ -453,8 +413,9 @@ def run_fairness(
     g = len(setup.group_names)
     w = np.asarray(setup.weights)
     metric = _named_metric(setup.group_names)
-    value_idx, select_idx = split_indices(len(setup.val), selection_fraction, seed,
-                                          keys=setup.val_keys, strata=setup.val.group.numpy())
+    value_idx, select_idx = common.split_indices(
+        len(setup.val), selection_fraction, seed, keys=setup.val_keys,
+        strata=setup.val.group.numpy())
     value_data, select_data = _subset(setup.val, value_idx), _subset(setup.val, select_idx)
 
     def make(data: GroupedData, players: Any) -> ModelGame:
@@ -469,23 +430,23 @@ def run_fairness(
         f"examples (k chosen on {len(select_data)}); {method}, {max_evaluations} evaluations")
     estimated: Any = game
     if method == "tmab":  # the bandit separates the largest values: give it minus the target
-        estimated = AppendedOutput(game, t_idx, f"minus {setup.target}")
-    values = estimate_values(estimated, method, max_evaluations, seed, estimator_options,
-                             progress, tmab_output=len(names))
+        estimated = common.AppendedOutput(game, t_idx, f"minus {setup.target}")
+    values = common.estimate_values(estimated, method, max_evaluations, seed,
+                                    estimator_options, progress, tmab_output=len(names))
     values.info.update(game=repr(game), benchmark=setup.name, target=setup.target)
     phi = values.values[:, : len(names)]
-    grid = _grid(k_grid, n)
+    grid = common.k_grid(k_grid, n)
     phi_overall = phi[:, :g] @ w  # Shapley values are linear in the game
     rankings: dict[str, np.ndarray] = {
         f"mu={mu:g}": np.argsort(phi[:, t_idx] - mu * phi_overall, kind="stable")
         for mu in overall_weights}
     if knapsack:
-        rankings[KNAPSACK] = knapsack_order(-phi[:, t_idx], phi_overall)
+        rankings[common.KNAPSACK] = common.knapsack_order(-phi[:, t_idx], phi_overall)
     if not rankings:
         raise ValueError("no ranking to try: give overall_weights or knapsack=True")
 
     def measure(g_: Any, order: np.ndarray, ks: Sequence[int]) -> np.ndarray:
-        return g_(removal_masks(order, n, ks))
+        return g_(common.removal_masks(order, n, ks))
 
     def objective(curve: np.ndarray) -> np.ndarray:
         return -curve[:, t_idx]
@@ -497,15 +458,10 @@ def run_fairness(
     def describe(curve: np.ndarray) -> dict[str, Any]:
         return {"target": curve[..., t_idx], "overall": curve[..., :g] @ w}
 
-    choice = choose_removal(rankings, grid, (game, select_game, test_game), measure,
-                            objective, allowed, describe)
-    chosen_k, ranking = choice.chosen_k, choice.ranking
-    order = [game.players[i] for i in choice.order]
-    removed = order[:chosen_k]
-    say(f"chosen on the selection part: remove {chosen_k} unit{'' if chosen_k == 1 else 's'} "
-        f"(ranking {ranking})")
-
-    repaired = repair(setup.model, game, removed)
+    choice = common.choose_removal(rankings, grid, (game, select_game, test_game), measure,
+                                   objective, allowed, describe, log=say)
+    chosen_k = choice.chosen_k
+    repaired = repair(setup.model, game, choice.removed(game.players))
     scores: dict[str, GroupScores] = {}
     for split, data in (("value", value_data), ("selection", select_data), ("test", setup.test)):
         if split == "selection" and selection_fraction == 0:
@@ -522,8 +478,10 @@ def run_fairness(
         say(f"greedy-search control: {search_steps} steps of {n} removals each")
         base = select_game(np.ones((1, n), dtype=bool))[0]
         floor = float(base[:g] @ w) - max_overall_drop - 1e-12
-        control = search_control(select_game, test_game, n, search_steps, lambda v: np.where(
-            v[:, :g] @ w >= floor, v[:, t_idx], -np.inf), measure, objective, allowed)
+        control = common.search_control(
+            select_game, test_game, n, search_steps,
+            lambda v: np.where(v[:, :g] @ w >= floor, v[:, t_idx], -np.inf),
+            measure, objective, allowed)
         search = {**control.as_dict(game.players, describe, with_test=False),
                   "test": GroupScores.from_values(control.test, setup.weights, float("nan"))}
     settings = {
@@ -538,11 +496,8 @@ def run_fairness(
         "value_examples": len(value_data), "selection_examples": len(select_data),
         "test_examples": len(setup.test), "threads": torch.get_num_threads(),
     }
-    result = FairnessResult(
-        setup, values, ranking, order, grid, choice.value_curve, choice.select_curve,
-        choice.test_curve, chosen_k, removed, scores, random_test, search, choice.selection,
-        choice.per_ranking, repaired, settings,
-    )
+    result = FairnessResult.chosen(choice, game.players, values, search, repaired, settings,
+                                   setup=setup, scores=scores, random_test=random_test)
     result.wall_time = time.perf_counter() - started
     return result
 
@@ -554,23 +509,12 @@ def write_fairness(result: FairnessResult, out_dir: str | os.PathLike[str],
     names = score_names(result.setup.group_names)
     g = len(result.setup.group_names)
     w = np.asarray(result.setup.weights)
+
     def columns(row: np.ndarray) -> dict[str, Any]:
         return {**{nm: row[j] for j, nm in enumerate(names)}, "overall": float(row[:g] @ w)}
 
-    rows = curve_rows(result.k_grid, {"value": result.value_curve,
-                                      "selection": result.select_curve,
-                                      "test": result.test_curve}, columns, result.chosen_k)
-
-    def summary(files: dict[str, Path]) -> dict[str, Any]:
-        result.files = files
-        return result.to_json()
-
-    return write_repair_files(
-        out_dir,
-        {"table": ("fairness.csv", result.rows()), "selection": ("selection.csv",
-                                                                 result.selection),
-         "curve": ("curve.csv", rows)},
-        result.values, result.repaired,
+    return result.write_files(
+        out_dir, ("fairness.csv", result.rows()), columns,
         {"benchmark": result.setup.name, "removed": result.removed,
          "how": f"units replaced as in the game ({result.settings['replacement']} over the "
                 "validation split)",
@@ -578,22 +522,16 @@ def write_fairness(result: FairnessResult, out_dir: str | os.PathLike[str],
                  "<fresh model of the same architecture>, "
                  "'repaired_model.pt')",
          "architecture": type(result.setup.model).__name__},
-        summary, (lambda path: plot_fairness(result, path)) if plot else None, "fairness.png",
+        (lambda path: plot_fairness(result, path)) if plot else None, "fairness.png",
     )
 
 
 def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
     """Group accuracies (selection part, test) as the chosen ranking's units are removed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = result.setup.group_names
     g = len(names)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, curve, split in ((axes[0], result.select_curve, "selection part of validation "
-                              "(choice of k)"), (axes[1], result.test_curve, "test (held out)")):
+
+    def draw(ax: Any, curve: np.ndarray) -> None:
         for i, nm in enumerate(names):
             ax.plot(result.k_grid, 100 * curve[:, i], marker=".", label=f"accuracy[{nm}]")
         if result.setup.target.startswith("balanced"):
@@ -601,12 +539,6 @@ def plot_fairness(result: FairnessResult, path: str | os.PathLike[str]) -> Path:
             ax.plot(result.k_grid, 100 * curve[:, i], ls="--", label=result.setup.target)
         ax.plot(result.k_grid, 100 * curve[:, :g] @ np.asarray(result.setup.weights),
                 color="black", ls=":", label="overall (deployment mix)")
-        ax.axvline(result.chosen_k, color="grey", lw=1)
-        ax.set_title(split, fontsize=10)
-        ax.set_xlabel(f"units removed (ranking {result.ranking})")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("%")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"fairness repair — {result.setup.name}: target {result.setup.target}",
-                 fontsize=11)
-    return save_figure(fig, path, dpi=110)
+
+    return result.plot_curves(
+        path, draw, f"fairness repair — {result.setup.name}: target {result.setup.target}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.removal import prefix_masks as removal_masks
 from neuronshapley.files import atomic_write_text, csv_text, json_safe
 from neuronshapley.network.repair import save_repaired
-from neuronshapley.result import ShapleyResult
+from neuronshapley.result import ShapleyResult, library_versions
 
 #: Estimators a repair study accepts (each returns values for every output of the game).
 ESTIMATORS = ("auto", "truncated", "permutation", "tmab")
@@ -54,6 +54,7 @@ __all__ = [
     "KNAPSACK",
     "AppendedOutput",
     "RemovalChoice",
+    "RepairResult",
     "SearchControl",
     "choose_removal",
     "curve_rows",
@@ -235,11 +236,20 @@ class RemovalChoice:
     ranking: str  # name of the chosen candidate ranking
     chosen_k: int
     order: np.ndarray  # unit indices (n,) of the chosen ranking
+    k_grid: list[int]  # the numbers of removed units tried
     selection: list[dict[str, Any]]  # every (ranking, k) tried on the selection part
     per_ranking: list[dict[str, Any]]  # each ranking's own choice, and its test scores
     value_curve: np.ndarray
     select_curve: np.ndarray
     test_curve: np.ndarray
+
+    def units(self, players: Sequence[str]) -> list[str]:
+        """The chosen ranking's units by name, first removed first."""
+        return [players[i] for i in self.order]
+
+    def removed(self, players: Sequence[str]) -> list[str]:
+        """The ``chosen_k`` units removed, by name."""
+        return self.units(players)[: self.chosen_k]
 
 
 def choose_removal(
@@ -250,6 +260,7 @@ def choose_removal(
     objective: CurveFn,
     allowed: CurveFn,
     describe: Describe,
+    log: Callable[[str], None] | None = None,
 ) -> RemovalChoice:
     """Choose the ranking and the number ``k`` of units removed on the selection part.
 
@@ -279,6 +290,9 @@ def choose_removal(
         raise ValueError("no (ranking, k) is allowed: the grid needs k = 0 and a ranking")
     _, chosen_k, pos = best
     ranking = list(rankings)[pos]
+    if log is not None:
+        log(f"chosen on the selection part: remove {chosen_k} unit"
+            f"{'' if chosen_k == 1 else 's'} (ranking {ranking})")
     per_ranking = []
     for name, order in rankings.items():
         c = curves[name]
@@ -287,9 +301,121 @@ def choose_removal(
         per_ranking.append({"ranking": name, "removed": grid[r],
                             **_named("select", describe(c[r])), **_named("test", describe(t))})
     order = rankings[ranking]
-    return RemovalChoice(ranking, chosen_k, order, selection, per_ranking,
+    return RemovalChoice(ranking, chosen_k, order, list(grid), selection, per_ranking,
                          measure(game, order, grid), curves[ranking],
                          measure(test_game, order, grid))
+
+
+@dataclass
+class RepairResult:
+    """What a repair study found: the parts both studies share; rates are fractions.
+
+    Curves are (len(k_grid), m) scores after removing the first k units of the chosen
+    ranking, on the value part, the selection part (where k was chosen) and the test split
+    (for the plot and the hindsight ceiling only).
+    """
+
+    values: ShapleyResult
+    ranking: str  # the chosen candidate ranking's name
+    order: list[str]  # units in the chosen ranking's order
+    k_grid: list[int]
+    value_curve: np.ndarray
+    select_curve: np.ndarray
+    test_curve: np.ndarray
+    chosen_k: int
+    removed: list[str]
+    search: dict[str, Any] | None  # the greedy-search control
+    selection: list[dict[str, Any]]  # every (ranking, k) tried on the selection part
+    per_ranking: list[dict[str, Any]]  # each ranking's own choice, and its test scores
+    repaired: nn.Module
+    settings: dict[str, Any]
+    wall_time: float = 0.0
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def chosen(cls, choice: RemovalChoice, players: Sequence[str], values: ShapleyResult,
+               search: dict[str, Any] | None, repaired: nn.Module, settings: dict[str, Any],
+               **study: Any) -> Any:
+        """The result of ``choice`` (``study``: the study's own fields)."""
+        order = choice.units(players)
+        return cls(values=values, ranking=choice.ranking, order=order,
+                   k_grid=choice.k_grid, value_curve=choice.value_curve,
+                   select_curve=choice.select_curve, test_curve=choice.test_curve,
+                   chosen_k=choice.chosen_k, removed=order[: choice.chosen_k], search=search,
+                   selection=choice.selection, per_ranking=choice.per_ranking,
+                   repaired=repaired, settings=settings, **study)
+
+    def interpretation(self) -> str:
+        """One sentence on what the repair did (each study says its own)."""
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``summary.json`` (each study says its own)."""
+        raise NotImplementedError
+
+    def write_files(
+        self,
+        out_dir: str | os.PathLike[str],
+        table: tuple[str, list[dict[str, Any]]],
+        columns: Callable[[np.ndarray], Mapping[str, Any]],
+        model_info: Mapping[str, Any],
+        plot: Callable[[Path], object] | None = None,
+        plot_name: str = "plot.png",
+    ) -> dict[str, Path]:
+        """:func:`write_repair_files` with ``table`` (file name, rows), ``selection.csv``,
+        ``curve.csv`` (:func:`curve_rows` of the three curves; ``columns`` names one row's
+        scores) and ``summary.json`` (:meth:`to_json`, after ``files`` is set)."""
+        rows = curve_rows(self.k_grid, {"value": self.value_curve, "selection": self.select_curve,
+                                        "test": self.test_curve}, columns, self.chosen_k)
+
+        def summary(files: dict[str, Path]) -> dict[str, Any]:
+            self.files = files
+            return self.to_json()
+
+        return write_repair_files(
+            out_dir, {"table": table, "selection": ("selection.csv", self.selection),
+                      "curve": ("curve.csv", rows)},
+            self.values, self.repaired, model_info, summary, plot, plot_name)
+
+    def plot_curves(self, path: str | os.PathLike[str], draw: Callable[[Any, np.ndarray], None],
+                    title: str) -> Path:
+        """Two panels, the selection part and test: ``draw(ax, curve)`` draws the scores in
+        percent; the chosen ``k`` is marked. Written as PNG to ``path``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from neuronshapley.report.figures import save_figure
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+        for ax, curve, split in ((axes[0], self.select_curve, "selection part of validation "
+                                  "(choice of k)"), (axes[1], self.test_curve, "test (held out)")):
+            draw(ax, curve)
+            ax.axvline(self.chosen_k, color="grey", lw=1)
+            ax.set_title(split, fontsize=10)
+            ax.set_xlabel(f"units removed (ranking {self.ranking})")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("%")
+        axes[0].legend(fontsize=8)
+        fig.suptitle(title, fontsize=11)
+        return save_figure(fig, path, dpi=110)
+
+    def summary_tail(self, search: dict[str, Any] | None, setup_info: Mapping[str, Any],
+                     estimate_extra: Sequence[str] = ()) -> dict[str, Any]:
+        """The end of ``summary.json`` both studies write: the choice, the estimate
+        (:func:`estimate_summary`), the interpretation, settings, timing and versions."""
+        return {
+            "selection": self.selection,
+            "per_ranking": self.per_ranking,
+            "greedy_search": search,
+            "estimate": estimate_summary(self.values, estimate_extra),
+            "interpretation": self.interpretation(),
+            "settings": self.settings,
+            "wall_time_s": round(self.wall_time, 3),
+            "setup_info": setup_info,
+            "versions": library_versions(),
+        }
 
 
 @dataclass

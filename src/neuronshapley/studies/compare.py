@@ -58,7 +58,7 @@ from neuronshapley.result import ShapleyResult, library_versions
 SHAPLEY = "shapley"
 #: Display order and colours of the rankings in the plots.
 COLOURS = {
-    SHAPLEY: "#d62728", "loo": "#1f77b4", "conductance": "#2ca02c",
+    SHAPLEY: "#d62728", "loo": "#1f77b4", "conductance": "#2ca02c", "head_importance": "#ff7f0e",
     "activation_norm": "#9467bd", "weight_norm": "#8c564b", "random": "#7f7f7f",
 }
 

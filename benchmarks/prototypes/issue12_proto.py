@@ -177,7 +177,7 @@ class CertifiedTopK:
         self.certain_out = losses >= k
         undecided = ~(self.certain_in | self.certain_out)
         wide = hw > self.epsilon
-        if self.pairs is not None:
+        if self.pairs is not None and undecided.any():
             und = np.flatnonzero(undecided)
             phw = self.pairs.halfwidth(n)[np.ix_(und, und)]
             np.fill_diagonal(phw, 0.0)

@@ -304,3 +304,81 @@ def test_large_batch_shapes():
         assert game.n_evaluations == 3000
     u = UnanimityGame([[int(j) for j in np.flatnonzero(masks[0])]], [2.0], n_players=400)
     assert u(masks[:1])[0] == 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Games built to break estimators' guarantees
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_monotone(game) -> bool:
+    """True when V(S) <= V(S + i) for every S and i (brute force, n <= 12)."""
+    n = game.n_players
+    values = game(all_masks(n))
+    codes = np.arange(1 << n)
+    return all(
+        (values[codes[(codes >> i) & 1 == 0] | (1 << i)] >= values[codes[(codes >> i) & 1 == 0]]
+         - 1e-12).all()
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_signed_unanimity_sum_small_matches_brute_force(seed):
+    game = UnanimityGame.random(10, n_terms=25, max_size=5, rng=seed)
+    assert (game.coefficients < 0).any() and (game.coefficients > 0).any()
+    np.testing.assert_allclose(game.shapley_values(), brute_force_shapley(game), atol=1e-12)
+    assert game(np.zeros((1, 10), bool))[0] == 0.0
+    assert not _is_monotone(game)
+
+
+def test_signed_unanimity_sum_n120_efficiency():
+    game = UnanimityGame.random(120, n_terms=300, max_size=5, rng=325)
+    ends = game(np.array([np.ones(120, bool), np.zeros(120, bool)]))
+    assert ends[1] == 0.0
+    assert game.shapley_values().sum() == pytest.approx(ends[0], abs=1e-10)
+    # phi_i = sum of c_T / |T| over the terms holding i, by hand from the dividends
+    phi = np.zeros(120)
+    for T, c in zip(game.coalitions, game.coefficients, strict=True):
+        phi[T] += c / len(T)
+    np.testing.assert_allclose(game.shapley_values(), phi, atol=1e-12)
+
+
+def test_rare_pivot_matches_brute_force_and_closed_form():
+    small = UnanimityGame.rare_pivot(10, additive=(0.3, -0.2), pivot_size=6, pivot_value=1.5)
+    expected = np.array([0.3, -0.2, 0, 0] + [1.5 / 6] * 6)
+    np.testing.assert_allclose(brute_force_shapley(small), expected, atol=1e-12)
+    np.testing.assert_allclose(small.shapley_values(), expected, atol=1e-12)
+    game = UnanimityGame.rare_pivot()
+    phi = game.shapley_values()
+    np.testing.assert_allclose(phi[:4], [0.3, 0.2, 0.15, 0.1])
+    np.testing.assert_allclose(phi[4:20], 0.0)
+    np.testing.assert_allclose(phi[20:], 1 / 60)
+    with pytest.raises(ValueError, match="pivot_size"):
+        UnanimityGame.rare_pivot(10, additive=(0.1,) * 5, pivot_size=6)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_reviving_matches_brute_force_and_is_not_monotone(seed):
+    game = WeightedThresholdGame.reviving(10, rng=seed, revive_at=0.15, revive_width=0.08)
+    np.testing.assert_allclose(game.shapley_values(), brute_force_shapley(game), atol=1e-12)
+    assert game.value_range == pytest.approx(brute_force_range(game))
+    assert not _is_monotone(game)
+
+
+def test_reviving_dies_then_revives_along_a_walk():
+    game = WeightedThresholdGame.reviving(200, rng=0)
+    W = game.total_weight
+    f = game.f_table
+    # after the collapse V is within truncation's default tolerance (5%) of V(empty) ...
+    dead = abs(f[int(0.25 * W)] - f[0])
+    revived = f[int(0.08 * W)] - f[0]  # ... and the bump brings it back
+    assert dead < 0.05 * (f[W] - f[0]) and revived > 0.45
+    phi = game.shapley_values()
+    assert phi.sum() == pytest.approx(f[W] - f[0], abs=1e-10)
+    # the bump changes the values: they differ from the plain collapse game's
+    plain = WeightedThresholdGame.neuron_like(200, rng=0)
+    np.testing.assert_array_equal(plain.weights, game.weights)
+    assert np.abs(phi - plain.shapley_values()).max() > 1e-3
+    with pytest.raises(ValueError, match="revive_width"):
+        WeightedThresholdGame.reviving(10, rng=0, revive_width=0.0)

@@ -13,9 +13,12 @@ shape ``(M,)`` (or ``(M, d)`` for vector-valued games). Every game here also exp
 Games:
 
 * :class:`AdditiveGame` -- ``V(S) = sum_{i in S} w_i``.
-* :class:`UnanimityGame` -- ``V(S) = sum_T c_T [T subset of S]`` (Harsanyi dividends).
+* :class:`UnanimityGame` -- ``V(S) = sum_T c_T [T subset of S]`` (Harsanyi dividends); with
+  signed coefficients (``UnanimityGame.random``) it is not monotone, and
+  ``UnanimityGame.rare_pivot`` hides most of the value in one rare large marginal.
 * :class:`WeightedThresholdGame` -- ``V(S) = f(sum_{i in S} w_i)`` for integer weights, with exact
-  Shapley values by dynamic programming (weighted voting and logistic "collapse" games).
+  Shapley values by dynamic programming (weighted voting, logistic "collapse" games, and
+  ``WeightedThresholdGame.reviving``: a collapse whose dead sub-networks come back to life).
 * :class:`NoisyGame` -- adds Gaussian noise to each evaluation of another game.
 """
 
@@ -209,7 +212,10 @@ class UnanimityGame(_ExactGame):
         rng: np.random.Generator | int | None = None,
     ) -> UnanimityGame:
         """Random game: ``n_terms`` coalitions of uniform size in ``[1, max_size]`` (members
-        drawn without replacement) with standard-normal coefficients."""
+        drawn without replacement) with standard-normal coefficients.
+
+        The coefficients are signed, so the game is not monotone (removing a player can
+        raise ``V``); ``V(empty) = 0`` since every term is non-empty."""
         if not 1 <= max_size <= n_players:
             raise ValueError(f"max_size must be in [1, n_players={n_players}]; got {max_size}")
         gen = _as_rng(rng)
@@ -217,6 +223,38 @@ class UnanimityGame(_ExactGame):
         coalitions = [gen.choice(n_players, size=int(k), replace=False) for k in sizes]
         coefficients = gen.standard_normal(n_terms)
         return cls(coalitions, coefficients, n_players)
+
+    @classmethod
+    def rare_pivot(
+        cls,
+        n_players: int = 80,
+        additive: Sequence[float] = (0.3, 0.2, 0.15, 0.1),
+        pivot_size: int = 60,
+        pivot_value: float = 1.0,
+    ) -> UnanimityGame:
+        """A game whose value hides in rare large marginals.
+
+        Players ``0..len(additive)-1`` are additive (``V`` gains ``additive[i]`` when ``i`` is
+        present); the last ``pivot_size`` players form one unanimity term worth
+        ``pivot_value``; everyone else is a null player. Each pivot player is worth
+        ``pivot_value / pivot_size``, but its marginal in a uniform random walk is
+        ``pivot_value`` with probability ``1 / pivot_size`` (when it is the first of its term
+        to go) and 0 otherwise: a few samples look constant while the mean is not.
+
+        Args:
+            n_players: number of players ``n``; must hold ``len(additive) + pivot_size``.
+            additive: values of the additive players (any sign).
+            pivot_size: players in the pivot term, ``>= 1``.
+            pivot_value: coefficient of the pivot term.
+        """
+        a = len(additive)
+        if pivot_size < 1 or a + pivot_size > n_players:
+            raise ValueError(
+                f"need 1 <= pivot_size and len(additive) + pivot_size <= n_players; got "
+                f"{a} additive, pivot_size={pivot_size}, n_players={n_players}"
+            )
+        coalitions = [[i] for i in range(a)] + [list(range(n_players - pivot_size, n_players))]
+        return cls(coalitions, [*map(float, additive), float(pivot_value)], n_players)
 
     def _evaluate(self, masks: np.ndarray) -> np.ndarray:
         M = masks.shape[0]
@@ -459,6 +497,58 @@ class WeightedThresholdGame(_ExactGame):
         w = heavy_tailed_weights(n_players, rng, total_weight=total_weight, tail_index=tail_index)
         W = int(w.sum())
         return cls.collapse(w, collapse_at * W, sharpness / W, floor=floor, ceiling=ceiling)
+
+    @classmethod
+    def reviving(
+        cls,
+        n_players: int,
+        rng: np.random.Generator | int | None = None,
+        *,
+        total_weight: int | None = None,
+        tail_index: float = 1.1,
+        collapse_at: float = 0.6,
+        sharpness: float = 10.0,
+        revive_at: float = 0.08,
+        revive_width: float = 0.03,
+        revive_height: float = 0.5,
+        floor: float = 0.1,
+        ceiling: float = 0.95,
+    ) -> WeightedThresholdGame:
+        """A neuron-like collapse game whose dead sub-networks come back to life.
+
+        ``V`` is :meth:`neuron_like`'s logistic plus a Gaussian bump at small totals::
+
+            V(S) = floor + (ceiling - floor) sigmoid(sharpness (w(S)/W - collapse_at))
+                   + revive_height exp(-((w(S)/W - revive_at) / revive_width)^2 / 2)
+
+        Removing players collapses ``V`` to ``floor`` (the sub-network looks dead) and then,
+        once only about ``revive_at * W`` weight is left, ``V`` rises again by up to
+        ``revive_height`` before falling back to ``V(empty) ~ floor``: not monotone, and a
+        walk cut off at the first dead stretch misses the revival.
+
+        Args:
+            n_players, rng, total_weight, tail_index, collapse_at, sharpness, floor, ceiling:
+                as in :meth:`neuron_like`.
+            revive_at: centre of the bump, as a fraction of the total weight ``W``.
+            revive_width: its standard deviation, as a fraction of ``W``; ``> 0``.
+            revive_height: its height (any sign).
+        """
+        if not revive_width > 0:
+            raise ValueError(f"revive_width must be > 0; got {revive_width}")
+        w = heavy_tailed_weights(n_players, rng, total_weight=total_weight, tail_index=tail_index)
+        W = float(w.sum())
+        lo, hi, k = float(floor), float(ceiling), float(sharpness)
+        at, width, height = float(revive_at), float(revive_width), float(revive_height)
+
+        def f(total: np.ndarray) -> np.ndarray:
+            x = np.asarray(total, dtype=np.float64) / W
+            bump = height * np.exp(-0.5 * ((x - at) / width) ** 2)
+            return lo + (hi - lo) * _sigmoid(k * (x - collapse_at)) + bump
+
+        game = cls(w, f)
+        game.midpoint, game.steepness, game.floor, game.ceiling = collapse_at * W, k / W, lo, hi
+        game.revive_at, game.revive_width, game.revive_height = at, width, height
+        return game
 
     # ---- evaluation --------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from neuronshapley.errors import GameError
 from neuronshapley.network.ablation import Ablator
-from neuronshapley.network.metrics import get_metric
+from neuronshapley.network.metrics import METRICS, get_metric
 from neuronshapley.network.players import PlayerSet, discover_players
 from neuronshapley.protocol import check_masks
 
@@ -150,6 +150,13 @@ class ModelGame:
             )
         inputs = torch.as_tensor(inputs)
         targets = torch.as_tensor(targets)
+        check_finite(inputs, "evaluation inputs")
+        if reference is not None:
+            reference = torch.as_tensor(reference)
+            check_finite(reference, "reference data")
+            if len(reference) == 0:
+                raise GameError("the reference data is empty: give at least one example, or "
+                                "reference=None to use the inputs")
         if len(inputs) != len(targets):
             raise GameError(f"{len(inputs)} inputs but {len(targets)} targets: they must match")
         if len(inputs) == 0:
@@ -160,6 +167,8 @@ class ModelGame:
             raise GameError("pass_size must be positive")
         if precision not in PRECISIONS:
             raise GameError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+        if isinstance(metric, str) and metric in METRICS:  # built-ins score class labels
+            targets = check_labels(targets, _n_classes(model, inputs[:1]), "targets")
         self.model = model
         self.players_set = players if isinstance(players, PlayerSet) else discover_players(
             model, players
@@ -185,7 +194,9 @@ class ModelGame:
         self.precision = "float32"
         self.walk_sample = walk_sample
         self._subset: torch.Tensor | None = None
-        ref = self._prepare(torch.as_tensor(reference)) if reference is not None else self.inputs
+        self._reference_given = reference
+        self._data_digest: bytes | None = None
+        ref = self._prepare(reference) if reference is not None else self.inputs
         if self.channels_last:
             self.model = model.to(memory_format=torch.channels_last)
         with self._autocast():
@@ -221,14 +232,27 @@ class ModelGame:
         return max(1, self.pass_size // min(n_examples, self.batch_size))
 
     def fingerprint(self) -> str:
-        """Hash of model weights, data, metric, players and replacement: identifies the game."""
-        h = hashlib.sha256()
+        """A 16-hex-digit hash of everything that defines ``V``: the model's class and
+        weights, the players, the evaluation inputs and targets, the reference data, the
+        metric's ``extra`` data, the metric, the replacement, ``walk_sample`` and the
+        precision. Resumes and merges compare it. The data are hashed once (on the first
+        call); the weights on every call, so a changed model gives a new fingerprint."""
+        if self._data_digest is None:
+            d = hashlib.sha256()
+            for name, t in (("inputs", self.inputs), ("targets", self.targets)):
+                _hash_tensor(d, name, t)
+            if self._reference_given is None:
+                d.update(b"reference=inputs")
+            else:
+                _hash_tensor(d, "reference", self._reference_given)
+            _hash_extra(d, self.extra)
+            self._data_digest = d.digest()
+        h = hashlib.sha256(self._data_digest)
+        h.update(f"{type(self.model).__module__}.{type(self.model).__qualname__}".encode())
         for name, t in sorted(self.model.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        for t in (self.inputs, self.targets):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(f"{self.metric_name}|{self.replacement}|{self.walk_sample}".encode())
+            _hash_tensor(h, name, t)
+        h.update(f"|{self.metric_name}|{self.replacement}|{self.walk_sample}|"
+                 f"{self.precision}|".encode())
         h.update("|".join(self.players).encode())
         return h.hexdigest()[:16]
 
@@ -324,6 +348,84 @@ class ModelGame:
             f"{len(self.players_set.layers)} layers, {len(self.inputs)} examples, "
             f"metric={self.metric_name!r}, replacement={self.replacement!r})"
         )
+
+
+def check_finite(x: torch.Tensor, what: str, error: type[Exception] = GameError) -> None:
+    """Raise ``error`` naming ``what`` if the float tensor ``x`` (N, ...) holds NaN or
+    infinite entries (how many, in how many examples)."""
+    if not x.is_floating_point():
+        return
+    bad = ~torch.isfinite(x)
+    n_bad = int(bad.sum())
+    if n_bad:
+        rows = torch.nonzero(bad.reshape(len(x), -1).any(dim=1)).flatten() if x.ndim else None
+        where = (f" in {len(rows)} of {len(x)} examples (e.g. {rows[:5].tolist()})"
+                 if rows is not None else "")
+        raise error(
+            f"the {what} hold {n_bad} NaN or infinite entries{where}: every value would be "
+            f"computed from them; clean or drop those examples"
+        )
+
+
+def check_labels(targets: torch.Tensor, n_classes: int, what: str = "labels") -> torch.Tensor:
+    """``targets`` as int64 class ids, checked against a model that scores ``n_classes``.
+
+    Whole-valued floats and booleans are converted; fractional, negative or too large
+    labels raise :class:`GameError`. Returns the labels (N,) int64."""
+    y = torch.as_tensor(targets)
+    if y.ndim != 1:
+        raise GameError(f"{what} have shape {tuple(y.shape)}; expected one class id per "
+                        "example (N,) (for one-hot labels use y.argmax(1))")
+    if y.is_floating_point():
+        whole = torch.isfinite(y) & (y == y.round())
+        if not bool(whole.all()):
+            i = int(torch.nonzero(~whole).flatten()[0])
+            raise GameError(f"{what} hold {int((~whole).sum())} non-integer values (e.g. "
+                            f"{float(y[i])!r} at {i}): labels must be class ids "
+                            f"0..{n_classes - 1}")
+    elif y.dtype.is_complex:
+        raise GameError(f"{what} are complex: labels must be class ids 0..{n_classes - 1}")
+    y = y.long()
+    if len(y) and int(y.min()) < 0:
+        raise GameError(f"{what} hold negative values ({int(y.min())}): labels must be class "
+                        f"ids 0..{n_classes - 1}")
+    if len(y) and int(y.max()) >= n_classes:
+        raise GameError(
+            f"{what} go up to {int(y.max())} but the model scores {n_classes} classes (0.."
+            f"{n_classes - 1}): check the labels' encoding (--y-key) or the model's output layer"
+        )
+    return y
+
+
+def _n_classes(model: nn.Module, example: torch.Tensor) -> int:
+    """The width of the model's scores (N, C) on one example (a probe pass)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.inference_mode():
+        out = model(example.to(device))
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise GameError(f"the model's output is {shape}; the built-in metrics need scores "
+                        "(N, classes): flatten or pool it in the model, or pass a callable "
+                        "metric")
+    return int(out.shape[1])
+
+
+def _hash_tensor(h: Any, name: str, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def _hash_extra(h: Any, extra: Any, name: str = "extra") -> None:
+    if isinstance(extra, torch.Tensor):
+        _hash_tensor(h, name, extra)
+    elif isinstance(extra, np.ndarray) and extra.dtype != object:
+        _hash_tensor(h, name, torch.from_numpy(np.ascontiguousarray(extra)))
+    elif isinstance(extra, dict):
+        for key in sorted(extra, key=str):
+            _hash_extra(h, extra[key], f"{name}.{key}")
+    else:
+        h.update(f"{name}|{extra!r}|".encode())
 
 
 def _take(extra: Any, idx: torch.Tensor) -> Any:

@@ -242,18 +242,23 @@ def _all_examples(game: Any) -> Any:
 
 def compute_removal(
     game: Callable[[np.ndarray], np.ndarray], result: ShapleyResult,
-    path: str | os.PathLike[str], draws: int = 10, seed: int = 0,
+    path: str | os.PathLike[str], draws: int = 10, seed: int = 0, output: int = 0,
 ) -> Path:
-    """Evaluate top-k versus random removal on ``game`` and write ``removal.csv``."""
+    """Evaluate top-k versus random removal on ``game`` and write ``removal.csv``.
+
+    ``result`` is scalar (one output); for a vector game (values (M, d)) the curves follow
+    its column ``output``, the one ``result`` ranks."""
     from neuronshapley.evaluation.removal import removal_curve, removal_masks
 
     n = result.n_players
     sizes = removal_sizes(n)
     top, rand = removal_masks(result.ranking(), n, sizes, draws, np.random.default_rng(seed))
+    def column(masks: np.ndarray) -> np.ndarray:
+        values = np.asarray(game(masks), dtype=np.float64)
+        return values[:, output] if values.ndim == 2 else values
+
     with _all_examples(game):
-        top_v, rand_v = removal_curve(game, top, rand)
-    if top_v.ndim == 2:
-        top_v, rand_v = top_v[:, 0], rand_v[..., 0]
+        top_v, rand_v = removal_curve(column, top, rand)
     lines = ["removed,top,random_mean,random_min,random_max,draws"]
     for i, k in enumerate(sizes):
         nums = (top_v[i], rand_v[i].mean(), rand_v[i].min(), rand_v[i].max())

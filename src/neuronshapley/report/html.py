@@ -87,12 +87,17 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _scalar(result: ShapleyResult) -> tuple[ShapleyResult, str | None]:
+def _scalar(result: ShapleyResult) -> tuple[ShapleyResult, str | None, int]:
+    """The output the report shows: the result's only one, or ``params["output"]`` (0)."""
     if result.values.ndim == 1:
-        return result, None
-    output = int(result.params.get("output", 0) or 0)
+        return result, None, 0
+    output = result.params.get("output", 0) or 0
     assert result.output_names is not None
-    return result.output(output), result.output_names[output]
+    if isinstance(output, str) and output in result.output_names:
+        output = result.output_names.index(output)
+    if not isinstance(output, int) or not 0 <= output < len(result.output_names):
+        output = 0
+    return result.output(output), result.output_names[output], output
 
 
 def _players_for(model: nn.Module, result: ShapleyResult) -> PlayerSet:
@@ -148,7 +153,7 @@ def write_report(
                           ) from None
     out = Path(result_dir)
     full = ShapleyResult.load(out)
-    result, output_name = _scalar(full)
+    result, output_name, output_index = _scalar(full)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     metric = str(full.info.get("metric") or getattr(game, "metric_name", None)
@@ -171,7 +176,8 @@ def write_report(
     curves, caption = fig.load_removal_curves(out)
     if not curves and removal and game is not None:
         say("removal curves: top-k versus random units")
-        fig.compute_removal(game, result, out / "removal.csv", seed=seed)
+        fig.compute_removal(game, result, out / "removal.csv", seed=seed,
+                            output=output_index)
         curves, caption = fig.load_removal_curves(out)
     if curves:
         paths["removal"] = fig.plot_removal(curves, figs / "removal.png", metric)

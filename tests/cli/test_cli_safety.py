@@ -263,3 +263,16 @@ def test_demo_refuses_an_existing_result_without_overwrite(tmp_path: Path) -> No
     error = _one_error(_invoke("demo", "--out", str(tmp_path / "r"), "--no-progress"))
     assert "not empty and would be overwritten: pass --overwrite" in error
     assert (tmp_path / "r" / "values.csv").read_text() == before
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("removal.csv", "removed,top\n0,0.5\n", "removal-curve file in"),
+    ("figures/units/units.json", "{not json", "units.json is damaged"),
+])
+def test_report_names_a_damaged_figure_file(tmp_path: Path, name: str, text: str,
+                                            message: str) -> None:
+    _result_folder(tmp_path / "r")
+    (tmp_path / "r" / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "r" / name).write_text(text)
+    error = _one_error(_invoke("report", str(tmp_path / "r")))
+    assert message in error and "delete" in error

@@ -30,7 +30,7 @@ import torch
 
 from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.removal import removal_curve, removal_masks
-from neuronshapley.files import atomic_write_text
+from neuronshapley.files import atomic_write_text, interrupts_deferred
 from neuronshapley.network.game import ModelGame
 from neuronshapley.pipeline.outdir import OutputFolder
 from neuronshapley.progress import ProgressFn
@@ -328,10 +328,11 @@ def _run(
         evaluations=int(result.evaluations), ablation_evaluations=ablation_evals,
         estimate_time=float(result.wall_time), wall_time=0.0, settings=settings,
     )
-    folder.clear_previous()  # the folder never holds files of two runs
-    result.save(out)
     ablation_path = out / "ablation.csv"
-    atomic_write_text(ablation_path, _ablation_csv(rows, summary.top_removed))
+    with interrupts_deferred():  # a second Ctrl-C waits until the set is written
+        folder.clear_previous()  # the folder never holds files of two runs
+        result.save(out)
+        atomic_write_text(ablation_path, _ablation_csv(rows, summary.top_removed))
     summary.files = {
         "values": out / "values.csv",
         "metadata": out / "metadata.json",

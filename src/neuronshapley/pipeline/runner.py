@@ -45,7 +45,7 @@ from neuronshapley.errors import RunError
 from neuronshapley.estimators import api as _api
 from neuronshapley.estimators import estimate
 from neuronshapley.estimators.checkpoint import has_state
-from neuronshapley.files import atomic_write_text
+from neuronshapley.files import atomic_write_text, interrupts_deferred
 from neuronshapley.network.game import ModelGame, check_labels
 from neuronshapley.network.players import PlayerSet, discover_players
 from neuronshapley.pipeline.data import Dataset, load_data
@@ -283,13 +283,15 @@ def run(
             layer_kinds={ly.name: ly.kind for ly in players.layers},
             class_names=data.class_names, model_kind=loaded.kind,
         )
-        kept = folder.clear_previous()  # the folder never holds files of two runs
+        files = {"values": out / "values.csv", "metadata": out / "metadata.json",
+                 "config": out / "run_config.json"}
+        with interrupts_deferred():  # a second Ctrl-C waits until the set is written
+            kept = folder.clear_previous()  # the folder never holds files of two runs
+            result.save(out)
+            atomic_write_text(files["config"],
+                              json.dumps(asdict(cfg), indent=2, default=str) + "\n")
         if kept:
             notes.append(f"{len(kept)} files in {out} that this tool did not write were kept")
-        result.save(out)
-        files = {"values": out / "values.csv", "metadata": out / "metadata.json"}
-        files["config"] = out / "run_config.json"
-        atomic_write_text(files["config"], json.dumps(asdict(cfg), indent=2, default=str) + "\n")
         if cfg.report:
             from neuronshapley.report import ReportError, write_report
 

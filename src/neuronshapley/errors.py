@@ -56,5 +56,9 @@ class BaselineError(InputError):
     """A baseline ranking cannot be computed for these players."""
 
 
+class ResultFileError(InputError):
+    """A saved result folder (``values.csv``, ``metadata.json``) is missing, cut or damaged."""
+
+
 class ReportError(InputError):
     """A result folder cannot be turned into a report."""

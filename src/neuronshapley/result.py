@@ -14,6 +14,7 @@ No pickles: both files are readable by any tool.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._version import __version__
-from neuronshapley.files import atomic_write_text, csv_text, json_safe
+from neuronshapley.errors import ResultFileError
+from neuronshapley.files import atomic_write_text, csv_text, interrupts_deferred, json_safe
 
 FORMAT_VERSION = 1
 
@@ -158,70 +160,223 @@ class ShapleyResult:
         }
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``values.csv`` and ``metadata.json`` into ``folder`` (created if needed)."""
+        """Write ``values.csv`` and ``metadata.json`` into ``folder`` (created if needed).
+
+        The files form one set: each is written atomically, ``metadata.json`` last and with
+        the SHA-256 of ``values.csv`` in it, and Ctrl-C is held until both are written; so
+        :meth:`load` detects a values file that does not belong to its metadata."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        rows: list[dict[str, Any]] = []
-        header = ["player", "value", "ci_low", "ci_high", "samples", "rank"]
+        header, rows = self._rows()
+        values_text = csv_text([dict(zip(header, r, strict=True)) for r in rows], header)
+        meta = self.metadata()
+        meta["files"] = {VALUES_FILE: {"sha256": _sha256(values_text.encode("utf-8")),
+                                       "rows": len(rows)}}
+        with interrupts_deferred():
+            atomic_write_text(out / VALUES_FILE, values_text)
+            if self.state is not None:
+                from neuronshapley.estimators.checkpoint import save_state
+
+                save_state(out, *self.state)
+            atomic_write_text(out / METADATA_FILE, json.dumps(meta, indent=2) + "\n")
+        return out
+
+    def _rows(self) -> tuple[list[str], list[list[Any]]]:
+        rows: list[list[Any]] = []
         if self.values.ndim == 1:
+            header = list(_SCALAR_COLUMNS)
             ranks = _ranks(self.values[:, None])[:, 0]
             for i, pid in enumerate(self.players):
-                rows.append({"player": pid, "value": float(self.values[i]),
-                             "ci_low": float(self.ci_low[i]), "ci_high": float(self.ci_high[i]),
-                             "samples": int(self.samples[i]), "rank": int(ranks[i])})
+                rows.append([pid, repr(float(self.values[i])), repr(float(self.ci_low[i])),
+                             repr(float(self.ci_high[i])), int(self.samples[i]), int(ranks[i])])
         else:
             assert self.output_names is not None
-            header.insert(1, "output")
+            header = list(_VECTOR_COLUMNS)
             ranks = _ranks(self.values)
             for i, pid in enumerate(self.players):
                 for j, name in enumerate(self.output_names):
-                    rows.append({"player": pid, "output": name,
-                                 "value": float(self.values[i, j]),
-                                 "ci_low": float(self.ci_low[i, j]),
-                                 "ci_high": float(self.ci_high[i, j]),
-                                 "samples": int(self.samples[i]), "rank": int(ranks[i, j])})
-        atomic_write_text(out / "values.csv", csv_text(rows, header))
-        atomic_write_text(out / "metadata.json", json.dumps(self.metadata(), indent=2) + "\n")
-        if self.state is not None:
-            from neuronshapley.estimators.checkpoint import save_state
-
-            save_state(out, *self.state)
-        return out
+                    rows.append([pid, name, repr(float(self.values[i, j])),
+                                 repr(float(self.ci_low[i, j])), repr(float(self.ci_high[i, j])),
+                                 int(self.samples[i]), int(ranks[i, j])])
+        return header, rows
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> ShapleyResult:
-        """Read a result written by :meth:`save`."""
+        """Read a result written by :meth:`save`, checking that the files are whole.
+
+        Raises :class:`~neuronshapley.errors.ResultFileError` naming the file and the
+        problem (missing, not JSON, a missing column or field, a row cut short, a player
+        listed twice, fewer or more players than ``metadata.json`` says, or a
+        ``values.csv`` that is not the one its ``metadata.json`` was written with)."""
         src = Path(folder)
-        csv_path, meta_path = src / "values.csv", src / "metadata.json"
+        csv_path, meta_path = src / VALUES_FILE, src / METADATA_FILE
         for p in (csv_path, meta_path):
             if not p.is_file():
-                raise FileNotFoundError(f"{p} not found: is {src} a neuronshapley result folder?")
-        meta = json.loads(meta_path.read_text())
-        with csv_path.open(newline="") as fh:
-            records = list(csv.DictReader(fh))
-        names = meta.get("output_names")
-        if names:
-            players = list(dict.fromkeys(r["player"] for r in records))
-            d = len(names)
-            shape: tuple[int, ...] = (len(players), d)
-            col = {name: j for j, name in enumerate(names)}
-            arrays = {k: np.zeros(shape) for k in ("value", "ci_low", "ci_high")}
-            samples = np.zeros(len(players), dtype=np.int64)
-            pos = {p: i for i, p in enumerate(players)}
-            for r in records:
-                i, j = pos[r["player"]], col[r["output"]]
-                for k in arrays:
-                    arrays[k][i, j] = float(r[k])
-                samples[i] = int(r["samples"])
-        else:
-            players = [r["player"] for r in records]
-            arrays = {k: np.array([float(r[k]) for r in records]) for k in
-                      ("value", "ci_low", "ci_high")}
-            samples = np.array([int(r["samples"]) for r in records], dtype=np.int64)
+                raise ResultFileError(
+                    f"{p} not found: is {src} a neuronshapley result folder? (a run writes "
+                    f"{VALUES_FILE} and {METADATA_FILE}; rerun it if one is missing)"
+                )
+        meta = _read_metadata(meta_path)
+        names = meta["output_names"]
+        raw = csv_path.read_bytes()
+        table = _read_values(csv_path, raw, names)
+        expected = meta.get("n_players")
+        if expected is not None and len(table.players) != expected:
+            raise ResultFileError(
+                f"{csv_path} lists {len(table.players)} players but {meta_path.name} says "
+                f"{expected}: the file is incomplete or was edited; rerun the command that "
+                "wrote this folder"
+            )
+        entry = meta["files"].get(VALUES_FILE)
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if digest is not None and digest != _sha256(raw):
+            raise ResultFileError(
+                f"{csv_path} is not the file {meta_path.name} was written with (changed "
+                "afterwards, or a save was interrupted): rerun the command that wrote this "
+                "folder"
+            )
         return cls(
-            values=arrays["value"], ci_low=arrays["ci_low"], ci_high=arrays["ci_high"],
-            samples=samples, evaluations=int(meta["evaluations"]), players=players,
-            method=meta["method"], seed=meta.get("seed"), params=meta.get("params", {}),
-            wall_time=float(meta.get("wall_time_s", 0.0)), confidence=meta.get("confidence"),
-            output_names=names, versions=meta.get("versions", {}), info=meta.get("info", {}),
+            values=table.values, ci_low=table.ci_low, ci_high=table.ci_high,
+            samples=table.samples, evaluations=meta["evaluations"], players=table.players,
+            method=meta["method"], seed=meta["seed"], params=meta["params"],
+            wall_time=float(meta["wall_time_s"]), confidence=meta["confidence"],
+            output_names=names, versions=meta["versions"], info=meta["info"],
         )
+
+
+VALUES_FILE = "values.csv"
+METADATA_FILE = "metadata.json"
+_SCALAR_COLUMNS = ("player", "value", "ci_low", "ci_high", "samples", "rank")
+_VECTOR_COLUMNS = ("player", "output", "value", "ci_low", "ci_high", "samples", "rank")
+#: metadata.json fields: (check, what it must be, default when absent; None: required)
+_META_FIELDS: dict[str, tuple[Any, str, Any]] = {
+    "method": (lambda v: isinstance(v, str) and v, "a method name", None),
+    "evaluations": (lambda v: _is_int(v) and v >= 0, "an integer >= 0", None),
+    "seed": (lambda v: v is None or _is_int(v), "an integer or null", ...),
+    "params": (lambda v: isinstance(v, dict), "an object", ...),
+    "wall_time_s": (lambda v: _is_number(v) and v >= 0, "a number >= 0", 0.0),
+    "confidence": (lambda v: v is None or (_is_number(v) and 0 < v <= 1),
+                   "a number in (0, 1] or null", ...),
+    "n_players": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0", ...),
+    "output_names": (lambda v: v is None or (isinstance(v, list) and v and all(
+        isinstance(n, str) for n in v) and len(set(v)) == len(v)),
+        "a list of distinct names or null", ...),
+    "versions": (lambda v: isinstance(v, dict), "an object", ...),
+    "info": (lambda v: isinstance(v, dict), "an object", ...),
+    "files": (lambda v: isinstance(v, dict), "an object", ...),
+    "format_version": (lambda v: _is_int(v), "an integer", ...),
+}
+_EMPTY = {"seed": None, "params": {}, "confidence": None, "n_players": None,
+          "output_names": None, "versions": {}, "info": {}, "files": {},
+          "format_version": FORMAT_VERSION}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    """``metadata.json`` parsed and checked field by field (defaults filled in)."""
+    fix = "rerun the command that wrote this folder, or restore the file"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultFileError(f"{path} is not valid JSON ({exc}): {fix}") from None
+    if not isinstance(meta, dict):
+        raise ResultFileError(f"{path} must hold a JSON object, not {type(meta).__name__}: "
+                              f"{fix}")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise ResultFileError(f"{path} has format_version {version}, newer than this "
+                              f"version reads ({FORMAT_VERSION}): upgrade neuronshapley")
+    for key, (ok, what, default) in _META_FIELDS.items():
+        if key not in meta:
+            if default is None:
+                raise ResultFileError(f"{path} has no {key!r}: {fix}")
+            meta[key] = _EMPTY[key] if default is ... else default
+        elif not ok(meta[key]):
+            raise ResultFileError(f"{path}: {key} = {meta[key]!r} is not {what}: {fix}")
+    return meta
+
+
+@dataclass
+class _Table:
+    players: list[str]
+    values: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    samples: np.ndarray
+
+
+def _read_values(path: Path, raw: bytes, names: list[str] | None) -> _Table:
+    """``values.csv`` parsed and checked row by row (columns, fields, duplicates)."""
+    fix = "rerun the command that wrote this folder, or restore the file"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultFileError(f"{path} is not UTF-8 text ({exc}): {fix}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise ResultFileError(f"{path} is empty: {fix}")
+    needed = _VECTOR_COLUMNS if names else _SCALAR_COLUMNS
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ResultFileError(f"{path} has no column {', '.join(map(repr, missing))} (its "
+                              f"header: {','.join(header)}): {fix}")
+    col = {c: header.index(c) for c in needed}
+    d = len(names) if names else 1
+    where = {n: j for j, n in enumerate(names or [])}
+    order: dict[str, int] = {}
+    cells: dict[tuple[int, int], tuple[float, float, float]] = {}
+    samples: dict[int, int] = {}
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ResultFileError(f"{path} line {line} has {len(row)} fields, not "
+                                  f"{len(header)} (the file was cut): {fix}")
+        player = row[col["player"]]
+        i = order.setdefault(player, len(order))
+        j = 0
+        if names:
+            out = row[col["output"]]
+            if out not in where:
+                raise ResultFileError(f"{path} line {line}: output {out!r} is not one of "
+                                      f"metadata.json's output_names: {fix}")
+            j = where[out]
+        if (i, j) in cells:
+            twice = f"{player!r}" + (f" (output {row[col['output']]!r})" if names else "")
+            raise ResultFileError(f"{path} line {line} lists {twice} a second time: {fix}")
+        try:
+            cells[i, j] = (float(row[col["value"]]), float(row[col["ci_low"]]),
+                           float(row[col["ci_high"]]))
+            count = int(row[col["samples"]])
+            int(row[col["rank"]])
+        except ValueError:
+            raise ResultFileError(f"{path} line {line} holds a field that is not a number: "
+                                  f"{','.join(row)!r}: {fix}") from None
+        samples[i] = count
+    n = len(order)
+    if n == 0:
+        raise ResultFileError(f"{path} lists no players: {fix}")
+    if len(cells) != n * d:
+        raise ResultFileError(f"{path} lists {len(cells)} rows for {n} players and {d} "
+                              f"outputs ({n * d} expected): the file is incomplete: {fix}")
+    arrays = np.zeros((3, n, d))
+    for (i, j), triple in cells.items():
+        arrays[:, i, j] = triple
+    if not names:
+        arrays = arrays[:, :, 0]
+    return _Table(list(order), arrays[0], arrays[1], arrays[2],
+                  np.array([samples[i] for i in range(n)], dtype=np.int64))

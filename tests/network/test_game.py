@@ -122,3 +122,62 @@ def test_tf32_precision_and_the_cuda_math_context_restore_torch_flags(tabular_da
         assert torch.backends.cudnn.allow_tf32 == (not before[0])
         raise ValueError
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+# -------------------------------------------------- inputs the game refuses, and its identity
+@pytest.mark.parametrize("where", ["inputs", "reference"])
+def test_one_nan_in_the_inputs_or_reference_is_an_error(tabular_data, where):
+    x, y = tabular_data
+    bad = x.clone()
+    bad[7, 2] = float("nan")
+    kwargs = {"reference": bad} if where == "reference" else {}
+    data = bad if where == "inputs" else x
+    what = "reference data" if where == "reference" else "evaluation inputs"
+    with pytest.raises(GameError, match=f"the {what} hold 1 NaN or infinite entries in 1 of "
+                                        r"40 examples \(e.g. \[7\]\)"):
+        ModelGame(tiny_mlp(), data, y, **kwargs)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (lambda y: y - 1, r"targets hold negative values \(-1\)"),
+    (lambda y: y + 3, r"targets go up to 5 but the model scores 3 classes \(0..2\)"),
+    (lambda y: y.double() + 0.5, r"targets hold 40 non-integer values \(e.g. \d.5 at 0\)"),
+])
+def test_labels_are_checked_against_the_models_classes(tabular_data, labels, message):
+    x, y = tabular_data
+    with pytest.raises(GameError, match=message):
+        ModelGame(tiny_mlp(), x, labels(y))
+
+
+def test_whole_float_labels_are_the_integer_labels(tabular_data):
+    x, y = tabular_data
+    masks = np.random.default_rng(1).random((6, 6)) > 0.5
+    np.testing.assert_array_equal(ModelGame(tiny_mlp(), x, y.double())(masks),
+                                  ModelGame(tiny_mlp(), x, y)(masks))
+
+
+def test_fingerprint_covers_everything_that_defines_the_game(tabular_data):
+    x, y = tabular_data
+    base = ModelGame(tiny_mlp(), x, y).fingerprint()
+    assert ModelGame(tiny_mlp(), x.clone(), y.clone()).fingerprint() == base
+    changed_weights = tiny_mlp()
+    with torch.no_grad():
+        changed_weights[0].bias[0] += 1e-3
+    others = {
+        "weights": ModelGame(changed_weights, x, y),
+        "players": ModelGame(tiny_mlp(), x, y,
+                             players=ns.discover_players(tiny_mlp(), None, True)),
+        "inputs": ModelGame(tiny_mlp(), x * 1.01, y),
+        "targets": ModelGame(tiny_mlp(), x, (y + 1) % 3),
+        "reference": ModelGame(tiny_mlp(), x, y, reference=x[:20]),
+        "metric": ModelGame(tiny_mlp(), x, y, metric="log_prob"),
+        "replacement": ModelGame(tiny_mlp(), x, y, replacement="zero"),
+        "extra": ModelGame(tiny_mlp(), x, y, extra=torch.arange(40) % 2),
+    }
+    prints = {name: g.fingerprint() for name, g in others.items()}
+    assert base not in prints.values() and len(set(prints.values())) == len(prints)
+    game = ModelGame(tiny_mlp(), x, y, reference=x[:20])
+    assert game.fingerprint() == prints["reference"]
+    with torch.no_grad():
+        game.model[0].weight.mul_(2)  # the same game object, its model edited afterwards
+    assert game.fingerprint() != prints["reference"]

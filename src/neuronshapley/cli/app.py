@@ -43,13 +43,18 @@ def _register_core(app: typer.Typer) -> None:
         progress: Annotated[
             bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
         ] = True,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite/--no-overwrite",
+                               help="Replace the files of an earlier result in --out.")
+        ] = False,
     ) -> None:
         """Value the 80 conv filters of a small digits CNN and check the values by ablation."""
         from neuronshapley.pipeline.demo import run_demo
 
         with library_errors():
             run_demo(out_dir=out, seed=seed, k=k, max_evaluations=max_evaluations,
-                     num_threads=threads, progress=progress, console=out_console())
+                     num_threads=threads, progress=progress, console=out_console(),
+                     overwrite=overwrite)
 
     @app.command()
     def version() -> None:

@@ -183,6 +183,10 @@ def register(app: typer.Typer) -> None:
         units: Annotated[int, typer.Option(
             min=0, help="With --refresh-units: top units to show.")] = 6,
         threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
+        trust_pickle: Annotated[bool, typer.Option(
+            "--trust-pickle/--no-trust-pickle",
+            help="With --refresh-units: allow unpickling the model (runs code from the "
+                 "file). Only this flag counts, never the folder's run_config.json.")] = False,
     ) -> None:
         """Rebuild report.html and the figures from saved results (no values recomputed)."""
         from neuronshapley.report import write_report
@@ -193,14 +197,18 @@ def register(app: typer.Typer) -> None:
         console = out_console()
         with library_errors():
             if refresh_units:
-                path = _refresh(result_dir, units, threads)
+                path = _refresh(result_dir, units, threads, trust_pickle)
             else:
                 path = write_report(result_dir, removal=False)
         console.print(f"Report: [bold]{escape(str(path))}[/]", highlight=False)
 
 
-def _refresh(result_dir: Path, units: int, threads: int) -> Path:
-    """Rebuild the report with the model and data named in ``run_config.json``."""
+def _refresh(result_dir: Path, units: int, threads: int, trust_pickle: bool) -> Path:
+    """Rebuild the report with the model and data named in ``run_config.json``.
+
+    A pickled model is unpickled only with ``trust_pickle`` (the command's flag): the
+    ``trust_pickle`` saved in the folder is ignored, so a folder from someone else cannot
+    make this command run code from a pickle."""
     from neuronshapley.network.game import ModelGame
     from neuronshapley.pipeline.loading import load_model
     from neuronshapley.pipeline.runner import RunConfig, RunError, load_dataset, prepare_model
@@ -211,7 +219,15 @@ def _refresh(result_dir: Path, units: int, threads: int) -> Path:
     if not cfg_path.is_file():
         raise RunError(f"{cfg_path} not found: --refresh-units needs a folder written by "
                        "'neuronshapley run'")
-    cfg = RunConfig.from_mapping(json.loads(cfg_path.read_text()), source=str(cfg_path))
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{cfg_path} is not valid JSON ({exc}): rerun 'neuronshapley run' to "
+                       "rewrite it, or rebuild the report without --refresh-units") from None
+    if not isinstance(saved, dict):
+        raise RunError(f"{cfg_path} must hold a table of settings: rerun 'neuronshapley run'")
+    saved["trust_pickle"] = trust_pickle
+    cfg = RunConfig.from_mapping(saved, source=str(cfg_path))
     with torch_threads(threads):
         loaded = load_model(cfg.model, cfg.weights, cfg.trust_pickle, cfg.model_kwargs)
         model = prepare_model(loaded, cfg, [])

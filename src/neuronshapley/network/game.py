@@ -22,7 +22,7 @@ from neuronshapley.errors import GameError
 from neuronshapley.network import inputs as batch
 from neuronshapley.network.ablation import Ablator
 from neuronshapley.network.inputs import Inputs
-from neuronshapley.network.metrics import get_metric
+from neuronshapley.network.metrics import METRICS, get_metric
 from neuronshapley.network.players import PlayerSet, discover_players
 from neuronshapley.network.prefix import PrefixSplit, split_for_players
 from neuronshapley.protocol import check_masks
@@ -171,6 +171,15 @@ class ModelGame:
         inputs = batch.as_inputs(inputs)
         targets = torch.as_tensor(targets)
         n = batch.n_rows(inputs)
+        for name, tensor in _named_tensors(inputs, "evaluation inputs"):
+            check_finite(tensor, name)
+        if reference is not None:
+            reference = batch.as_inputs(reference)
+            for name, tensor in _named_tensors(reference, "reference data"):
+                check_finite(tensor, name)
+            if batch.n_rows(reference) == 0:
+                raise GameError("the reference data is empty: give at least one example, or "
+                                "reference=None to use the inputs")
         if n != len(targets):
             raise GameError(f"{n} inputs but {len(targets)} targets: they must match")
         if n == 0:
@@ -181,6 +190,9 @@ class ModelGame:
             raise GameError("pass_size must be positive")
         if precision not in PRECISIONS:
             raise GameError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+        if isinstance(metric, str) and metric in METRICS:  # built-ins score class labels
+            targets = check_labels(targets, _n_classes(model, batch.take(inputs, slice(0, 1))),
+                                   "targets")
         self.model = model
         self.players_set = players if isinstance(players, PlayerSet) else discover_players(
             model, players
@@ -206,7 +218,9 @@ class ModelGame:
         self.precision = "float32"
         self.walk_sample = walk_sample
         self._subset: torch.Tensor | None = None
-        ref = self._prepare(batch.as_inputs(reference)) if reference is not None else self.inputs
+        self._reference_given = reference
+        self._data_digest: bytes | None = None
+        ref = self._prepare(reference) if reference is not None else self.inputs
         if self.channels_last:
             self.model = model.to(memory_format=torch.channels_last)
         #: The model split before its first player layer (see :mod:`.prefix`), or None.
@@ -261,14 +275,28 @@ class ModelGame:
         return max(1, self.pass_size // min(n_examples, self.batch_size))
 
     def fingerprint(self) -> str:
-        """Hash of model weights, data, metric, players and replacement: identifies the game."""
-        h = hashlib.sha256()
+        """A 16-hex-digit hash of everything that defines ``V``: the model's class and
+        weights, the players, the evaluation inputs and targets, the reference data, the
+        metric's ``extra`` data, the metric, the replacement, ``walk_sample`` and the
+        precision. Resumes and merges compare it. The data are hashed once (on the first
+        call); the weights on every call, so a changed model gives a new fingerprint."""
+        if self._data_digest is None:
+            d = hashlib.sha256()
+            for name, t in (*_named_tensors(self.inputs, "inputs"), ("targets", self.targets)):
+                _hash_tensor(d, name, t)
+            if self._reference_given is None:
+                d.update(b"reference=inputs")
+            else:
+                for name, t in _named_tensors(self._reference_given, "reference"):
+                    _hash_tensor(d, name, t)
+            _hash_extra(d, self.extra)
+            self._data_digest = d.digest()
+        h = hashlib.sha256(self._data_digest)
+        h.update(f"{type(self.model).__module__}.{type(self.model).__qualname__}".encode())
         for name, t in sorted(self.model.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        for t in (*batch.tensors(self.inputs), self.targets):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(f"{self.metric_name}|{self.replacement}|{self.walk_sample}".encode())
+            _hash_tensor(h, name, t)
+        h.update(f"|{self.metric_name}|{self.replacement}|{self.walk_sample}|"
+                 f"{self.precision}|".encode())
         h.update("|".join(self.players).encode())
         return h.hexdigest()[:16]
 
@@ -389,6 +417,96 @@ class ModelGame:
             f"{len(self.players_set.layers)} layers, {batch.n_rows(self.inputs)} examples, "
             f"metric={self.metric_name!r}, replacement={self.replacement!r})"
         )
+
+
+def check_finite(x: torch.Tensor, what: str, error: type[Exception] = GameError) -> None:
+    """Raise ``error`` naming ``what`` if the float tensor ``x`` (N, ...) holds NaN or
+    infinite entries (how many, in how many examples)."""
+    if not x.is_floating_point():
+        return
+    bad = ~torch.isfinite(x)
+    n_bad = int(bad.sum())
+    if n_bad:
+        rows = torch.nonzero(bad.reshape(len(x), -1).any(dim=1)).flatten() if x.ndim else None
+        where = (f" in {len(rows)} of {len(x)} examples (e.g. {rows[:5].tolist()})"
+                 if rows is not None else "")
+        raise error(
+            f"the {what} hold {n_bad} NaN or infinite entries{where}: every value would be "
+            f"computed from them; clean or drop those examples"
+        )
+
+
+def check_labels(targets: torch.Tensor, n_classes: int, what: str = "labels") -> torch.Tensor:
+    """``targets`` as int64 class ids, checked against a model that scores ``n_classes``.
+
+    Whole-valued floats and booleans are converted; fractional, negative or too large
+    labels raise :class:`GameError`. Returns the labels (N,) int64."""
+    y = torch.as_tensor(targets)
+    if y.ndim != 1:
+        raise GameError(f"{what} have shape {tuple(y.shape)}; expected one class id per "
+                        "example (N,) (for one-hot labels use y.argmax(1))")
+    if y.is_floating_point():
+        whole = torch.isfinite(y) & (y == y.round())
+        if not bool(whole.all()):
+            i = int(torch.nonzero(~whole).flatten()[0])
+            raise GameError(f"{what} hold {int((~whole).sum())} non-integer values (e.g. "
+                            f"{float(y[i])!r} at {i}): labels must be class ids "
+                            f"0..{n_classes - 1}")
+    elif y.dtype.is_complex:
+        raise GameError(f"{what} are complex: labels must be class ids 0..{n_classes - 1}")
+    y = y.long()
+    if len(y) and int(y.min()) < 0:
+        raise GameError(f"{what} hold negative values ({int(y.min())}): labels must be class "
+                        f"ids 0..{n_classes - 1}")
+    if len(y) and int(y.max()) >= n_classes:
+        raise GameError(
+            f"{what} go up to {int(y.max())} but the model scores {n_classes} classes (0.."
+            f"{n_classes - 1}): check the labels' encoding (--y-key) or the model's output layer"
+        )
+    return y
+
+
+def _n_classes(model: nn.Module, example: Inputs) -> int:
+    """The width of the model's scores on one example (a probe pass): C of (N, C) class
+    scores, or the vocabulary V of a language model's (N, L, V)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.inference_mode():
+        out = batch.call(model, batch.to_device(example, device))
+    try:
+        scores = batch.model_output(out)
+    except GameError:
+        scores = None
+    if scores is None or scores.ndim not in (2, 3):
+        shape = tuple(scores.shape) if scores is not None else type(out).__name__
+        raise GameError(f"the model's output is {shape}; the built-in metrics need scores "
+                        "(N, classes) or token logits (N, L, vocabulary): flatten or pool it "
+                        "in the model, or pass a callable metric")
+    return int(scores.shape[-1])
+
+
+def _named_tensors(inputs: Inputs, what: str) -> list[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of a tensor or a mapping of tensors, named for messages."""
+    if isinstance(inputs, torch.Tensor):
+        return [(what, inputs)]
+    return [(f"{what} {key!r}", inputs[key]) for key in sorted(inputs)]
+
+
+def _hash_tensor(h: Any, name: str, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def _hash_extra(h: Any, extra: Any, name: str = "extra") -> None:
+    if isinstance(extra, torch.Tensor):
+        _hash_tensor(h, name, extra)
+    elif isinstance(extra, np.ndarray) and extra.dtype != object:
+        _hash_tensor(h, name, torch.from_numpy(np.ascontiguousarray(extra)))
+    elif isinstance(extra, dict):
+        for key in sorted(extra, key=str):
+            _hash_extra(h, extra[key], f"{name}.{key}")
+    else:
+        h.update(f"{name}|{extra!r}|".encode())
 
 
 def _take(extra: Any, idx: torch.Tensor) -> Any:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from neuronshapley.errors import DataError
 from neuronshapley.network import inputs as batch
+from neuronshapley.network.game import check_finite
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -335,6 +336,7 @@ def _from_arrays(
     elif x.dtype != torch.bool:
         x = x.long()
     y = labels(arrays[y_key], f"{source}[{y_key!r}]")
+    check_finite(x, f"inputs {source}[{x_key!r}]", DataError)
     if x.ndim == 0 or len(x) != len(y):
         raise DataError(
             f"{source}: {len(x) if x.ndim else 0} inputs but {len(y)} labels: "

@@ -28,8 +28,9 @@ import torch
 
 from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.removal import removal_curve, removal_masks
-from neuronshapley.files import atomic_write_text, csv_text
+from neuronshapley.files import atomic_write_text, csv_text, interrupts_deferred
 from neuronshapley.network.game import ModelGame
+from neuronshapley.pipeline.outdir import OutputFolder
 from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult, library_versions
 from neuronshapley.runtime import torch_threads
@@ -144,12 +145,13 @@ def run_demo(
     ablation_sizes: Sequence[int] = ABLATION_SIZES,
     random_draws: int = RANDOM_DRAWS,
     report_html: bool = True,
+    overwrite: bool = False,
 ) -> DemoSummary:
     """Value the 80 conv filters of the digits CNN, check the values by ablation, save files.
 
     Args:
         out_dir: folder for ``values.csv``, ``metadata.json``, ``ablation.csv`` and
-            ``summary.json`` (created if needed; existing files are replaced).
+            ``summary.json`` (created if needed; see ``overwrite``).
         seed: sets the data split and training of the model, the TMAB walks and the random
             ablation draws.
         k: size of the top set TMAB separates (and an ablation size).
@@ -167,6 +169,8 @@ def run_demo(
         delta: TMAB's failure probability; intervals are joint at confidence ``1 - delta``.
         ablation_sizes: numbers of filters removed in the ablation check.
         random_draws: random sets drawn per ablation size.
+        overwrite: replace the files of an earlier result in ``out_dir`` (otherwise a
+            folder that holds files is refused before any work).
     Returns:
         a :class:`DemoSummary`.
     """
@@ -178,25 +182,21 @@ def run_demo(
         raise ValueError(f"num_threads must be at least 1, got {num_threads}")
     if random_draws < 1:
         raise ValueError(f"random_draws must be at least 1, got {random_draws}")
-    out = Path(out_dir)
-    try:  # fail now, not after minutes of computing, if the folder cannot be made
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
     if console is None:
         from rich.console import Console
 
         console = Console()
     started = time.perf_counter()
-    with torch_threads(num_threads):
-        summary = _run(out_dir, seed, k, max_evaluations, num_threads, progress, console,
+    # claimed now (refused, locked), not after minutes of computing
+    with OutputFolder(out_dir, overwrite) as folder, torch_threads(num_threads):
+        summary = _run(folder, seed, k, max_evaluations, num_threads, progress, console,
                        cache_dir, delta, ablation_sizes, random_draws, started, report_html)
     _print_summary(console, summary)
     return summary
 
 
 def _run(
-    out_dir: str | os.PathLike[str],
+    folder: OutputFolder,
     seed: int,
     k: int,
     max_evaluations: int,
@@ -212,7 +212,7 @@ def _run(
 ) -> DemoSummary:
     from neuronshapley.zoo import pretrained_digits_cnn
 
-    out = Path(out_dir)
+    out = folder.path
     threads = torch.get_num_threads()
     console.print(
         f"[bold]neuronshapley demo[/]: Shapley values of the conv filters of a small CNN "
@@ -290,9 +290,11 @@ def _run(
         evaluations=int(result.evaluations), ablation_evaluations=ablation_evals,
         estimate_time=float(result.wall_time), wall_time=0.0, settings=settings,
     )
-    result.save(out)
     ablation_path = out / "ablation.csv"
-    atomic_write_text(ablation_path, _ablation_csv(rows, summary.top_removed))
+    with interrupts_deferred():  # a second Ctrl-C waits until the set is written
+        folder.clear_previous()  # the folder never holds files of two runs
+        result.save(out)
+        atomic_write_text(ablation_path, _ablation_csv(rows, summary.top_removed))
     summary.files = {
         "values": out / "values.csv",
         "metadata": out / "metadata.json",

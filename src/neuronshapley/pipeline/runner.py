@@ -42,10 +42,12 @@ import torch
 from torch import nn
 
 from neuronshapley.errors import GameError, RunError
-from neuronshapley.estimators import METHODS, estimate
 from neuronshapley.estimators import api as _api
+from neuronshapley.estimators import estimate
+from neuronshapley.estimators.checkpoint import has_state
+from neuronshapley.files import atomic_write_text, interrupts_deferred
 from neuronshapley.network import inputs
-from neuronshapley.network.game import ModelGame
+from neuronshapley.network.game import ModelGame, check_labels
 from neuronshapley.network.players import PlayerSet, discover_players
 from neuronshapley.pipeline.data import Dataset, is_text_file, load_data, load_text_data
 from neuronshapley.pipeline.hf import max_positions
@@ -55,6 +57,8 @@ from neuronshapley.pipeline.loading import (
     load_model,
     set_exported_eval,
 )
+from neuronshapley.pipeline.outdir import OutputFolder
+from neuronshapley.pipeline.settings import check_settings
 from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult
 from neuronshapley.runtime import torch_threads
@@ -109,32 +113,28 @@ class RunConfig:
     feature_vis: bool = True
     feature_vis_steps: int = 96
 
+    def __post_init__(self) -> None:
+        for key, value in check_settings(self._values(), "RunConfig").items():
+            setattr(self, key, value)
+
+    def _values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> RunConfig:
-        """A config from ``values`` (unknown keys are an error naming the valid ones)."""
-        names = {f.name for f in fields(cls)}
+        """A config from ``values``, each checked against its declared type and range
+        (:mod:`neuronshapley.pipeline.settings`); unknown keys are an error naming the
+        valid ones."""
         aliases = {"eval": "eval_mode", "output": "out", "layers": "players"}
-        clean: dict[str, Any] = {}
+        renamed: dict[str, Any] = {}
         for key, value in values.items():
-            k = aliases.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
-            if k not in names:
-                raise RunError(
-                    f"{source}: unknown setting {key!r}; valid settings: "
-                    f"{', '.join(sorted(names))}"
-                )
-            clean[k] = value
-        if isinstance(clean.get("players"), str):
-            clean["players"] = [clean["players"]]
-        if isinstance(clean.get("image_size"), int):
-            clean["image_size"] = [clean["image_size"]]
-        for key in ("options", "model_kwargs"):
-            if key in clean and not isinstance(clean[key], Mapping):
-                raise RunError(f"{source}: {key!r} must be a table of settings")
-        return cls(**clean)
+            k = str(key).replace("-", "_")
+            renamed[aliases.get(k, k)] = value
+        return cls(**check_settings(renamed, source))
 
     def merged(self, overrides: Mapping[str, Any]) -> RunConfig:
         """This config with the non-None ``overrides`` applied (options are merged)."""
-        values = asdict(self)
+        values = self._values()
         for key, value in overrides.items():
             if value is None:
                 continue
@@ -142,7 +142,7 @@ class RunConfig:
                 values[key] = {**values[key], **dict(value)}
             else:
                 values[key] = value
-        return RunConfig.from_mapping(values)
+        return RunConfig.from_mapping(values, source="settings")
 
     def validate(self) -> None:
         if not self.model:
@@ -151,10 +151,6 @@ class RunConfig:
         if not self.data:
             raise RunError("no data: give --data (.npz, .pt or an image folder) or 'data' in "
                            "the config file")
-        if self.method not in METHODS:
-            raise RunError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.threads < 1:
-            raise RunError(f"threads must be at least 1, got {self.threads}")
         if self.resume and not self.checkpoint:
             raise RunError("--resume needs --checkpoint FOLDER (the folder of the run to resume)")
 
@@ -209,15 +205,6 @@ class RunOutcome:
     wall_time: float = 0.0
 
 
-def check_out_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an output folder that holds files unless ``overwrite``."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise RunError(f"output {p} is a file, not a folder: choose another --out")
-    if p.is_dir() and any(p.iterdir()) and not overwrite:
-        raise RunError(f"output folder {p} is not empty and would be overwritten: pass "
-                       "--overwrite, or choose another --out")
-    return p
 
 
 def run(
@@ -248,8 +235,9 @@ def run(
     cfg.validate()
     say = log or (lambda _line: None)
     started = time.perf_counter()
-    out = check_out_dir(cfg.out, cfg.overwrite)
-    with torch_threads(cfg.threads):
+    check_resume(cfg)
+    with OutputFolder(cfg.out, cfg.overwrite) as folder, torch_threads(cfg.threads):
+        out = folder.path
         loaded = load_model(cfg.model, cfg.weights, cfg.trust_pickle, cfg.model_kwargs)
         notes = list(loaded.notes)
         model = prepare_model(loaded, cfg, notes)
@@ -294,11 +282,15 @@ def run(
             layer_kinds={ly.name: ly.kind for ly in players.layers},
             class_names=data.class_names, model_kind=loaded.kind,
         )
-        out.mkdir(parents=True, exist_ok=True)
-        result.save(out)
-        files = {"values": out / "values.csv", "metadata": out / "metadata.json"}
-        files["config"] = out / "run_config.json"
-        files["config"].write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+        files = {"values": out / "values.csv", "metadata": out / "metadata.json",
+                 "config": out / "run_config.json"}
+        with interrupts_deferred():  # a second Ctrl-C waits until the set is written
+            kept = folder.clear_previous()  # the folder never holds files of two runs
+            result.save(out)
+            atomic_write_text(files["config"],
+                              json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+        if kept:
+            notes.append(f"{len(kept)} files in {out} that this tool did not write were kept")
         if cfg.report:
             from neuronshapley.report import ReportError, write_report
 
@@ -316,6 +308,27 @@ def run(
                 notes.append(f"no report: {exc}")
     return RunOutcome(result, out, cfg, game, loaded, data, interrupted, notes, files,
                       time.perf_counter() - started)
+
+
+def check_resume(cfg: RunConfig) -> None:
+    """Refuse a checkpoint path that is a file, and ``resume`` when the checkpoint folder
+    holds no checkpoint: before any work is done."""
+    if not cfg.checkpoint:
+        return
+    folder = Path(cfg.checkpoint)
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"checkpoint {folder} is a file, not a folder: give a folder to "
+                       "--checkpoint")
+    if not cfg.resume:
+        return
+    if not folder.is_dir():
+        raise RunError(f"--resume: the checkpoint folder {folder} does not exist: give the "
+                       "--checkpoint folder of the interrupted run, or drop --resume to start "
+                       "afresh")
+    if not has_state(folder):
+        raise RunError(f"--resume: {folder} holds no checkpoint (no state.npz): give the "
+                       "--checkpoint folder of the interrupted run, or drop --resume to start "
+                       "afresh")
 
 
 # ------------------------------------------------------------------------------ steps
@@ -449,13 +462,7 @@ def check_model_on_data(
             f"examples (e.g. {idx}): check the inputs' scale and preprocessing "
             "(--normalize) and the weights"
         )
-    n_classes = outputs.shape[1]
-    y_max = int(data.y.max())
-    if y_max >= n_classes:
-        raise RunError(
-            f"labels go up to {y_max} but the model scores {n_classes} classes (0.."
-            f"{n_classes - 1}): check --y-key, the label encoding, or the model's output layer"
-        )
+    check_labels(data.y, outputs.shape[1], "labels")
     return outputs
 
 
@@ -519,7 +526,6 @@ __all__ = [
     "RunError",
     "RunOutcome",
     "check_model_on_data",
-    "check_out_dir",
     "estimator_accepts",
     "load_config",
     "run",

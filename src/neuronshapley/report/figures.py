@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from neuronshapley.errors import ReportError
+from neuronshapley.files import atomic_write_text
 from neuronshapley.result import ShapleyResult
 
 #: Colours of the rankings (Shapley first); others get matplotlib's cycle.
@@ -176,7 +178,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _floats(rows: Sequence[dict[str, str]], key: str) -> np.ndarray:
-    return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+    """Column ``key`` as floats (an empty cell is NaN; a missing column or cell an error)."""
+    if rows and key not in rows[0]:
+        raise KeyError(f"no column {key!r}")
+    if any(r.get(key) is None for r in rows):
+        raise ValueError(f"a row is cut short before column {key!r}")
+    return np.array([float(r[key]) if r[key] != "" else np.nan for r in rows])
 
 
 def _by(rows: Sequence[dict[str, str]], key: str) -> Iterator[tuple[str, list[dict[str, str]]]]:
@@ -186,8 +193,22 @@ def _by(rows: Sequence[dict[str, str]], key: str) -> Iterator[tuple[str, list[di
 
 
 def load_removal_curves(result_dir: str | os.PathLike[str]) -> tuple[list[Curve], str]:
-    """Removal curves saved in ``result_dir`` and a caption saying what they are."""
+    """Removal curves saved in ``result_dir`` and a caption saying what they are.
+
+    A damaged curves file (a missing column, a field that is not a number) raises
+    :class:`~neuronshapley.errors.ReportError` naming it."""
     d = Path(result_dir)
+    try:
+        return _removal_curves(d)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ReportError(
+            f"a removal-curve file in {d} (compare.csv, ablation.csv or removal.csv) is "
+            f"damaged ({type(exc).__name__}: {exc}): delete it, then rebuild the report "
+            "(with the model the curves are computed again)"
+        ) from None
+
+
+def _removal_curves(d: Path) -> tuple[list[Curve], str]:
     for path in (d / "compare.csv", d / "compare" / "compare.csv"):
         if path.is_file():
             curves = [Curve(name, _floats(mine, "removed"), _floats(mine, "heldout"))
@@ -241,24 +262,29 @@ def _all_examples(game: Any) -> Any:
 
 def compute_removal(
     game: Callable[[np.ndarray], np.ndarray], result: ShapleyResult,
-    path: str | os.PathLike[str], draws: int = 10, seed: int = 0,
+    path: str | os.PathLike[str], draws: int = 10, seed: int = 0, output: int = 0,
 ) -> Path:
-    """Evaluate top-k versus random removal on ``game`` and write ``removal.csv``."""
+    """Evaluate top-k versus random removal on ``game`` and write ``removal.csv``.
+
+    ``result`` is scalar (one output); for a vector game (values (M, d)) the curves follow
+    its column ``output``, the one ``result`` ranks."""
     from neuronshapley.evaluation.removal import removal_curve, removal_masks
 
     n = result.n_players
     sizes = removal_sizes(n)
     top, rand = removal_masks(result.ranking(), n, sizes, draws, np.random.default_rng(seed))
+    def column(masks: np.ndarray) -> np.ndarray:
+        values = np.asarray(game(masks), dtype=np.float64)
+        return values[:, output] if values.ndim == 2 else values
+
     with _all_examples(game):
-        top_v, rand_v = removal_curve(game, top, rand)
-    if top_v.ndim == 2:
-        top_v, rand_v = top_v[:, 0], rand_v[..., 0]
+        top_v, rand_v = removal_curve(column, top, rand)
     lines = ["removed,top,random_mean,random_min,random_max,draws"]
     for i, k in enumerate(sizes):
         nums = (top_v[i], rand_v[i].mean(), rand_v[i].min(), rand_v[i].max())
         lines.append(f"{k}," + ",".join(repr(float(v)) for v in nums) + f",{draws}")
     p = Path(path)
-    p.write_text("\n".join(lines) + "\n")
+    atomic_write_text(p, "\n".join(lines) + "\n")
     return p
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from neuronshapley.errors import ReportError
+from neuronshapley.files import atomic_write_text
 from neuronshapley.network.players import PlayerSet, discover_players
 from neuronshapley.report import figures as fig
 from neuronshapley.report.visualize import UnitFigures, unit_figures
@@ -87,12 +88,17 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _scalar(result: ShapleyResult) -> tuple[ShapleyResult, str | None]:
+def _scalar(result: ShapleyResult) -> tuple[ShapleyResult, str | None, int]:
+    """The output the report shows: the result's only one, or ``params["output"]`` (0)."""
     if result.values.ndim == 1:
-        return result, None
-    output = int(result.params.get("output", 0) or 0)
+        return result, None, 0
+    output = result.params.get("output", 0) or 0
     assert result.output_names is not None
-    return result.output(output), result.output_names[output]
+    if isinstance(output, str) and output in result.output_names:
+        output = result.output_names.index(output)
+    if not isinstance(output, int) or not 0 <= output < len(result.output_names):
+        output = 0
+    return result.output(output), result.output_names[output], output
 
 
 def _players_for(model: nn.Module, result: ShapleyResult) -> PlayerSet:
@@ -148,7 +154,7 @@ def write_report(
                           ) from None
     out = Path(result_dir)
     full = ShapleyResult.load(out)
-    result, output_name = _scalar(full)
+    result, output_name, output_index = _scalar(full)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     metric = str(full.info.get("metric") or getattr(game, "metric_name", None)
@@ -171,7 +177,8 @@ def write_report(
     curves, caption = fig.load_removal_curves(out)
     if not curves and removal and game is not None:
         say("removal curves: top-k versus random units")
-        fig.compute_removal(game, result, out / "removal.csv", seed=seed)
+        fig.compute_removal(game, result, out / "removal.csv", seed=seed,
+                            output=output_index)
         curves, caption = fig.load_removal_curves(out)
     if curves:
         paths["removal"] = fig.plot_removal(curves, figs / "removal.png", metric)
@@ -190,9 +197,9 @@ def write_report(
                             inputs, targets, unit_dir, feature_vis=feature_vis, steps=steps,
                             seed=seed, normalization=normalization, class_names=class_names,
                             log=say)
-        index_path.write_text(json.dumps([asdict(u) for u in made], indent=2) + "\n")
+        atomic_write_text(index_path, json.dumps([asdict(u) for u in made], indent=2) + "\n")
     elif index_path.is_file():
-        made = [UnitFigures(**u) for u in json.loads(index_path.read_text())]
+        made = _saved_units(index_path)
         unit_notes.append("Unit images saved by an earlier run with the model.")
     else:
         unit_notes.append("No model was available: run `neuronshapley run` (or write_report "
@@ -202,11 +209,21 @@ def write_report(
                        unit_dir=unit_dir, unit_notes=unit_notes, others=list(others),
                        metric=metric, title=title)
     target = out / "report.html"
-    tmp = target.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_text(target, page)
     say(f"report written to {target} ({time.perf_counter() - started:.1f} s)")
     return target
+
+
+def _saved_units(index_path: Path) -> list[UnitFigures]:
+    """The unit figures listed in ``units.json`` (a missing image is left out of the page)."""
+    try:
+        made = [UnitFigures(**u) for u in json.loads(index_path.read_text(encoding="utf-8"))]
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise ReportError(
+            f"{index_path} is damaged ({type(exc).__name__}: {exc}): delete the folder "
+            f"{index_path.parent}, then rebuild the report (--refresh-units redoes the images)"
+        ) from None
+    return made
 
 
 def render_html(

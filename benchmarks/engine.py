@@ -18,6 +18,10 @@ masked / plain are from the same run. The target is >= 0.9. Pass sizes: ``auto``
 
     python benchmarks/engine.py [--threads 1] [--rounds 15] [--eff-rounds 3] [--no-efficientnet]
                                 [--sizes auto,2048,32768] [--eff-sizes auto,16,64]
+                                [--no-digits] [--no-bert] [--bert-sizes auto,256,1024]
+
+A small random BERT (heads and MLP neurons as players; needs ``transformers``) is measured
+the same way: an evaluation of M masks on B sequences counts M * B sequences.
 
 Writes ``results/engine.json`` and ``results/engine.md``.
 """
@@ -34,8 +38,9 @@ import numpy as np
 import torch
 from common import RESULTS, digits_game, save_json, set_threads
 
-from neuronshapley import ModelGame
+from neuronshapley import ModelGame, discover_players
 from neuronshapley.estimators.walks import step_masks
+from neuronshapley.network import inputs as batch
 from neuronshapley.runtime import fast_malloc_active
 
 KEEP = 0.7  # probability that a random coalition keeps a player
@@ -73,11 +78,13 @@ def walk_chunks(n: int, m: int, rng: np.random.Generator, steps: int | None = No
 def measure(game: ModelGame, variants: list[tuple[str, ModelGame]], rounds: int,
             walk_steps: int | None, seed: int = 0) -> dict[str, Any]:
     """One race: plain, random masks, walk masks (and variant games) at ``game``'s size."""
-    m, n, b = game.masks_per_pass, game.n_players, len(game.inputs)
-    images = game.inputs.repeat(m, *[1] * (game.inputs.ndim - 1))
+    m, n, b = game.masks_per_pass, game.n_players, batch.n_rows(game.inputs)
+    images = batch.expand(game.inputs, m)
     if game.channels_last:
+        assert isinstance(images, torch.Tensor)
         images = images.contiguous(memory_format=torch.channels_last)
-    passes = list(images.split(game.pass_size if game.batch_size < b else m * b))
+    step = game.pass_size if game.batch_size < b else m * b
+    passes = [batch.take(images, slice(i, i + step)) for i in range(0, m * b, step)]
     rng = np.random.default_rng(seed)
     random_masks = rng.random((m, n)) < KEEP
     walks = walk_chunks(n, m, np.random.default_rng(seed + 1), walk_steps)
@@ -85,7 +92,7 @@ def measure(game: ModelGame, variants: list[tuple[str, ModelGame]], rounds: int,
     def plain() -> int:
         with torch.inference_mode():
             for x in passes:
-                game.model(x)
+                batch.call(game.model, x)
         return m * b
 
     def random() -> int:
@@ -154,6 +161,44 @@ def efficientnet_rows(rounds: int, n_images: int, spec: str) -> list[dict[str, A
     return rows
 
 
+def bert_game(n: int, seq: int, pass_size: int | None, seed: int = 0) -> ModelGame:
+    """A small random BERT classifier (4 layers, hidden 128, 4 heads, MLP 512; built from a
+    config, nothing downloaded) on ``n`` random token sequences of ``seq`` tokens (a quarter of
+    them padded by up to half), players = its 16 heads and 2,048 MLP neurons."""
+    import logging
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=4,
+                        num_attention_heads=4, intermediate_size=512,
+                        max_position_embeddings=seq, num_labels=2)
+    model = BertForSequenceClassification(config).eval()
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 1000, (n, seq), generator=g)
+    mask = torch.ones(n, seq, dtype=torch.long)
+    for i in range(0, n, 4):
+        mask[i, seq - 1 - int(torch.randint(0, seq // 2, (1,), generator=g)):] = 0
+    data = {"input_ids": ids.masked_fill(mask == 0, 0), "attention_mask": mask,
+            "token_type_ids": torch.zeros_like(ids)}
+    with torch.inference_mode():
+        y = model(**data).logits.argmax(-1)
+    players = discover_players(model, kinds=("attention_heads", "mlp_neurons"))
+    return ModelGame(model, data, y, metric="accuracy", players=players, pass_size=pass_size)
+
+
+def bert_rows(rounds: int, n: int, seq: int, spec: str) -> list[dict[str, Any]]:
+    rows = []
+    for label, size in sizes(spec):
+        game = bert_game(n, seq, size)
+        lazy = bert_game(n, seq, size)
+        lazy.ablator.expand = lazy.ablator.strategy = "input"
+        row = measure(game, [("walk, no sharing", lazy)], rounds, None)
+        rows.append({"size": label, **row})
+    return rows
+
+
 def table(title: str, rows: list[dict[str, Any]]) -> list[str]:
     variants = [k for k in rows[0]["images_per_s"] if k not in ("plain", "random", "walk")]
     cols = ["random", "walk", *variants]
@@ -177,16 +222,24 @@ def main() -> None:
     ap.add_argument("--eff-rounds", type=int, default=3, help="rounds per race (EfficientNet)")
     ap.add_argument("--eff-images", type=int, default=16)
     ap.add_argument("--no-efficientnet", action="store_true")
+    ap.add_argument("--no-digits", action="store_true")
+    ap.add_argument("--no-bert", action="store_true")
+    ap.add_argument("--bert-rounds", type=int, default=7)
+    ap.add_argument("--bert-examples", type=int, default=32)
+    ap.add_argument("--bert-seq", type=int, default=32)
+    ap.add_argument("--bert-sizes", default="auto,256,1024", help="BERT pass sizes")
     ap.add_argument("--sizes", default="auto,2048,32768", help="digits pass sizes")
     ap.add_argument("--eff-sizes", default="auto,16,64", help="EfficientNet pass sizes")
     args = ap.parse_args()
     set_threads(args.threads)
     t0 = time.perf_counter()
     load_start = list(os.getloadavg())
-    digits = digits_rows(args.rounds, args.sizes)
+    digits = [] if args.no_digits else digits_rows(args.rounds, args.sizes)
     eff = [] if args.no_efficientnet else efficientnet_rows(args.eff_rounds, args.eff_images,
                                                              args.eff_sizes)
-    payload = {"digits": digits, "efficientnet": eff, "keep_probability": KEEP,
+    bert = [] if args.no_bert else bert_rows(args.bert_rounds, args.bert_examples,
+                                             args.bert_seq, args.bert_sizes)
+    payload = {"digits": digits, "efficientnet": eff, "bert": bert, "keep_probability": KEEP,
                "efficientnet_walk_steps": EFF_WALK_STEPS, "fast_malloc": fast_malloc_active(),
                "load_average_start": load_start, "load_average_end": list(os.getloadavg()),
                "total_seconds": time.perf_counter() - t0}
@@ -209,11 +262,17 @@ def render(p: dict[str, Any], args: argparse.Namespace) -> str:
         "consecutive steps of random permutation walks in chunks of masks-per-pass. Pass "
         "size auto = the ModelGame default.", "",
     ]
-    lines += table("Digits CNN (80 filters, 360 images)", p["digits"])
+    if p["digits"]:
+        lines += table("Digits CNN (80 filters, 360 images)", p["digits"])
     if p["efficientnet"]:
         lines += table(f"EfficientNet-Lite0 (21,008 channels, {p['efficientnet'][0]['images']} "
                        "images 224 x 224; walk = the first "
                        f"{p['efficientnet_walk_steps']} steps)", p["efficientnet"])
+    if p.get("bert"):
+        lines += table(f"Small BERT classifier (random weights; 4 layers, 16 heads and 2,048 "
+                       f"MLP neurons as players; {p['bert'][0]['images']} sequences of "
+                       f"{args.bert_seq} tokens; images = sequences; walk, no sharing = "
+                       "the input expanded up front)", p["bert"])
     lines += ["Sharing: the strategy the engine settled on (tree = masks that agree up to a "
               "layer share the activations up to it; lazy = one copy per mask from the first "
               "hooked layer on, what EfficientNet's skip connections force once masks differ; "

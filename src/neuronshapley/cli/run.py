@@ -26,7 +26,8 @@ from neuronshapley.cli.common import (
 _MODEL_HELP = (
     "The model: 'package.module:factory' or 'path/file.py:factory' (a class or function "
     "returning the nn.Module; give --weights), a torch.export program 'model.pt2', or a "
-    "pickled module (needs --trust-pickle)."
+    "pickled module (needs --trust-pickle), or hf:FOLDER, a Hugging Face model saved in a "
+    "local folder (with its tokenizer; nothing is downloaded)."
 )
 
 
@@ -77,8 +78,9 @@ def register(app: typer.Typer) -> None:
     def run(
         model: Annotated[str | None, typer.Option(help=_MODEL_HELP)] = None,
         data: Annotated[str | None, typer.Option(
-            help="Evaluation data: .npz (arrays x, y), .pt (dict or (x, y)) or an image "
-                 "folder with one sub-folder per class.")] = None,
+            help="Evaluation data: .npz (arrays x, y), .pt (dict or (x, y)), an image "
+                 "folder with one sub-folder per class, or texts as .csv / .jsonl for an "
+                 "hf: model.")] = None,
         config: Annotated[Path | None, typer.Option(
             help="Settings file (TOML, or YAML with PyYAML); options given here override "
                  "it.", dir_okay=False)] = None,
@@ -101,6 +103,14 @@ def register(app: typer.Typer) -> None:
         )] = None,
         max_examples: Annotated[int | None, typer.Option(
             min=1, help="Use a random subset of this many examples.")] = None,
+        text_column: Annotated[str | None, typer.Option(
+            help="Texts (.csv / .jsonl): the column holding each text (default 'text').")
+        ] = None,
+        label_column: Annotated[str | None, typer.Option(
+            help="Texts: the column holding each integer label (default 'label').")] = None,
+        max_length: Annotated[int | None, typer.Option(
+            min=1, help="Texts: truncate to this many tokens (at most what the model "
+                        "allows).")] = None,
         reference: Annotated[str | None, typer.Option(
             help="Data whose mean activations replace removed units (default: --data).")
         ] = None,
@@ -177,6 +187,8 @@ def register(app: typer.Typer) -> None:
             "eval_mode": eval_mode, "x_key": x_key, "y_key": y_key,
             "image_size": parse_size(image_size), "color": color,
             "normalize": parse_normalize(normalize), "max_examples": max_examples,
+            "text_column": text_column, "label_column": label_column,
+            "max_length": max_length,
             "reference": reference, "metric": metric, "players": players or None,
             "include_output_layer": include_output_layer, "attention_heads": attention_heads,
             "replacement": replacement, "method": method, "options": options or None,

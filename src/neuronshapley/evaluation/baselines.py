@@ -13,15 +13,22 @@ method                    score of a unit
 ``loo``                   leave-one-out: ``V(N) - V(N without the unit)`` (game, n + 1
                           evaluations; (n, d) for a vector game)
 ``weight_norm``           L2 norm of the unit's weight slice (conv: ``weight[i]``, linear:
-                          ``weight[i, :]``; bias left out)
+                          ``weight[i, :]``; a transformer head: its columns of the output
+                          projection; an MLP neuron: its down-projection column; bias left
+                          out)
 ``activation_norm``       mean over the evaluation data of the L2 norm of the unit's output
-                          (the module output the ablation replaces: its whole activation map
-                          for a conv filter, ``|a|`` for a linear unit)
+                          (the tensor the ablation replaces: its whole activation map
+                          for a conv filter, ``|a|`` for a linear unit, a head's
+                          (positions x head_dim) slice; real tokens only)
 ``random``                uniform random numbers from ``seed``
 ``conductance``           neuron conductance (Dhamdhere et al. 2019) with captum's
                           ``LayerConductance``, attributing the model's output for the true
                           class (``target = labels``) from a baseline input (default zeros),
                           summed over the unit's spatial positions and averaged over the data
+                          (token inputs: the path runs in embedding space)
+``head_importance``       Michel et al. 2019: ``sum over examples |dL/d g|`` for a gate
+                          ``g = 1`` on the head's output (L: cross-entropy of the target);
+                          the same gate score for other units
 ========================  ===============================================================
 
 ``rank_units(game, method)`` takes the inputs, targets, model and players from a
@@ -31,7 +38,7 @@ method                    score of a unit
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,11 +47,17 @@ import torch
 from torch import nn
 
 from neuronshapley.errors import BaselineError
+from neuronshapley.network import inputs as batch
+from neuronshapley.network.ablation import unit_hook
+from neuronshapley.network.ablation.heads import unit_view
 from neuronshapley.network.game import check_masks
+from neuronshapley.network.inputs import Inputs
+from neuronshapley.network.metrics import token_positions
 from neuronshapley.network.players import Layer, PlayerSet
 from neuronshapley.result import ShapleyResult
 
-BASELINES = ("loo", "weight_norm", "activation_norm", "random", "conductance")
+BASELINES = ("loo", "weight_norm", "activation_norm", "random", "conductance",
+             "head_importance")
 
 
 def _result(
@@ -106,26 +119,54 @@ def _full_data(game: Any) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- weight norm
 def _modules(model: nn.Module, players: PlayerSet) -> dict[str, nn.Module]:
+    """Layer name -> the module holding its units (``Layer.hooked``)."""
     mods = dict(model.named_modules())
-    missing = [ly.name for ly in players.layers if ly.name not in mods]
+    missing = [ly.hooked for ly in players.layers if ly.hooked not in mods]
     if missing:
         raise BaselineError(f"layers {missing} are not sub-modules of the model")
-    return {ly.name: mods[ly.name] for ly in players.layers}
+    return {ly.name: mods[ly.hooked] for ly in players.layers}
+
+
+def _unit_weights(layer: Layer, module: nn.Module) -> torch.Tensor:
+    """(n_units, k): the weights of each unit, one row per unit.
+
+    Conv / linear units: their incoming weights (``weight[i]``). Units read at a projection's
+    input (transformer heads and MLP neurons): the projection's columns they multiply (a head:
+    its ``head_dim`` columns of the output projection; a neuron: its down-projection column;
+    a ``Conv1D`` stores (in, out), so rows there). ``nn.MultiheadAttention`` heads: their
+    columns of ``out_proj``.
+    """
+    if layer.site == "input" or isinstance(module, nn.MultiheadAttention):
+        proj = module.out_proj if isinstance(module, nn.MultiheadAttention) else module
+        w = getattr(proj, "weight", None)
+        if not isinstance(w, torch.Tensor) or w.ndim != 2:
+            raise BaselineError(f"layer {layer.name!r}: {layer.hooked!r} has no 2-D weight")
+        cols = w if isinstance(proj, nn.Linear) else w.t()  # (out, in)
+        if cols.shape[1] % layer.n_units:
+            raise BaselineError(
+                f"layer {layer.name!r}: {cols.shape[1]} inputs do not split into "
+                f"{layer.n_units} units"
+            )
+        per = cols.shape[1] // layer.n_units
+        return cols.t().reshape(layer.n_units, per * cols.shape[0])
+    w = getattr(module, "weight", None)
+    if not isinstance(w, torch.Tensor) or w.shape[0] != layer.n_units:
+        raise BaselineError(
+            f"layer {layer.name!r} has no weight with {layer.n_units} output units first"
+        )
+    return w.reshape(layer.n_units, -1)
 
 
 def weight_norm(model: nn.Module, players: PlayerSet) -> ShapleyResult:
-    """L2 norm of each unit's weight slice (out-channel ``i`` of a conv, row ``i`` of a
-    linear layer; bias excluded). Values (n,)."""
+    """L2 norm of each unit's weights (bias excluded; see :func:`_unit_weights`: incoming for
+    conv / linear units, the output- or down-projection slice for heads and MLP neurons).
+    Values (n,)."""
     started = time.perf_counter()
     mods = _modules(model, players)
     values = np.empty(players.n_players)
     for layer in players.layers:
-        w = getattr(mods[layer.name], "weight", None)
-        if not isinstance(w, torch.Tensor) or w.shape[0] != layer.n_units:
-            raise BaselineError(
-                f"layer {layer.name!r} has no weight with {layer.n_units} output units first"
-            )
-        values[layer.slice] = w.detach().double().reshape(layer.n_units, -1).norm(dim=1).cpu()
+        w = _unit_weights(layer, mods[layer.name])
+        values[layer.slice] = w.detach().double().norm(dim=1).cpu()
     return _result(values, _player_ids(players), "weight_norm", None, {}, started)
 
 
@@ -134,40 +175,49 @@ def _unit_axis(layer: Layer, ndim: int) -> int:
     return layer.channel_axis if layer.channel_axis >= 0 else ndim + layer.channel_axis
 
 
-def _per_unit(layer: Layer, t: torch.Tensor, reduce: str) -> torch.Tensor:
-    """(B, ...) layer tensor -> (B, n_units): L2 norm or sum over every non-unit axis."""
+def _per_unit(layer: Layer, t: torch.Tensor, reduce: str,
+              tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, ...) layer tensor -> (B, n_units): L2 norm or sum over every non-unit axis (with a
+    token mask (B, L) and a (B, L, ...) tensor: over real tokens only)."""
+    if tokens is not None and t.ndim >= 3 and tuple(t.shape[:2]) == tuple(tokens.shape):
+        t = t * tokens.to(t.device, t.dtype).view(*tokens.shape, *[1] * (t.ndim - 2))
     t = t.movedim(_unit_axis(layer, t.ndim), 1).reshape(t.shape[0], layer.n_units, -1).double()
     return t.norm(dim=2) if reduce == "norm" else t.sum(dim=2)
 
 
 @torch.inference_mode()
-def activation_norm(model: nn.Module, players: PlayerSet, inputs: torch.Tensor,
+def activation_norm(model: nn.Module, players: PlayerSet, inputs: Inputs,
                     batch_size: int = 256) -> ShapleyResult:
-    """Mean over ``inputs`` (N, ...) of the L2 norm of each unit's output map. Values (n,)."""
+    """Mean over ``inputs`` (a tensor (N, ...) or a mapping of tensors) of the L2 norm of each
+    unit's output map (a head: its (positions, head_dim) slice; real tokens only where an
+    ``attention_mask`` is given). Values (n,)."""
     started = time.perf_counter()
-    if len(inputs) == 0:
+    n = batch.n_rows(inputs)
+    if n == 0:
         raise BaselineError("activation_norm needs at least one input")
-    mods = _modules(model, players)
     sums = {ly.name: torch.zeros(ly.n_units, dtype=torch.float64) for ly in players.layers}
     handles = []
+    tokens: torch.Tensor | None = None
 
-    def make_hook(layer: Layer) -> Callable[..., None]:
-        def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            sums[layer.name] += _per_unit(layer, out, "norm").sum(0).cpu()
+    def make_hook(layer: Layer) -> Callable[[torch.Tensor], None]:
+        def hook(units: torch.Tensor) -> None:
+            sums[layer.name] += _per_unit(layer, units, "norm", tokens).sum(0).cpu()
         return hook
 
     try:
         for layer in players.layers:
-            handles.append(mods[layer.name].register_forward_hook(make_hook(layer)))
-        for b0 in range(0, len(inputs), batch_size):
-            model(inputs[b0 : b0 + batch_size])
+            handles.append(unit_hook(model, layer, make_hook(layer)))
+        for b0 in range(0, n, batch_size):
+            part = batch.take(inputs, slice(b0, b0 + batch_size))
+            tokens = batch.token_mask(part)
+            batch.call(model, part)
     finally:
         for h in handles:
             h.remove()
-    values = np.concatenate([(sums[ly.name] / len(inputs)).numpy() for ly in players.layers])
+    values = np.concatenate([(sums[ly.name] / n).numpy() for ly in players.layers])
     return _result(values, _player_ids(players), "activation_norm", None,
                    {"batch_size": batch_size}, started,
-                   info={"examples": len(inputs), "forward_passes": len(inputs)})
+                   info={"examples": n, "forward_passes": n})
 
 
 # ---------------------------------------------------------------------------- random
@@ -185,10 +235,31 @@ def random_ranking(players: PlayerSet | list[str] | int, seed: int | None = 0) -
 
 
 # ------------------------------------------------------------------------ conductance
+def _scored_logits(out: Any, tokens: torch.Tensor | None) -> torch.Tensor:
+    """(B, C) logits of a model output: a language model's (B, L, V) at the last real token."""
+    logits = batch.model_output(out)
+    if logits.ndim == 3:
+        pos = token_positions(None if tokens is None else {"attention_mask": tokens},
+                              logits.shape[0], logits.shape[1]).to(logits.device)
+        logits = logits[torch.arange(logits.shape[0], device=logits.device), pos]
+    return logits
+
+
+def _embedding_forward(model: nn.Module, names: list[str]) -> Callable[..., torch.Tensor]:
+    """``f(inputs_embeds, *others)`` -> (B, C) logits, the others being ``names``' tensors."""
+    def forward(embeds: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
+        kwargs = dict(zip(names, others, strict=True))
+        if "use_cache" not in kwargs and batch.takes(model, "use_cache"):
+            kwargs["use_cache"] = False
+        return _scored_logits(model(inputs_embeds=embeds, **kwargs),
+                              kwargs.get(batch.ATTENTION_MASK))
+    return forward
+
+
 def layer_conductance(
     model: nn.Module,
     layer: Layer,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     targets: torch.Tensor,
     baseline: float | torch.Tensor = 0.0,
     n_steps: int = 50,
@@ -199,39 +270,74 @@ def layer_conductance(
 
     Captum's ``LayerConductance`` for the model's output at ``targets`` (N,), from
     ``baseline`` (a scalar or a tensor broadcastable to one input) to each input, summed over
-    the unit's positions. Completeness: row sums approximate
+    the unit's positions (a head: over its slice). Completeness: row sums approximate
     ``F(x)[target] - F(baseline)[target]`` (closer for larger ``n_steps``).
+
+    Token inputs (a mapping with ``input_ids``): the path runs in embedding space, from
+    ``baseline`` (default zeros) to the input's word embeddings
+    (``model.get_input_embeddings()``), the other tensors (attention mask, token types) held
+    fixed; only real tokens count. A language model (logits (N, L, V)) is attributed at the
+    last real token, ``targets`` being token ids there.
     """
     try:
         from captum.attr import LayerConductance
     except ImportError:  # pragma: no cover - captum is in the studies / dev extras
         raise BaselineError("conductance needs captum: pip install captum") from None
-    module = dict(model.named_modules()).get(layer.name)
+    module = dict(model.named_modules()).get(layer.hooked)
     if module is None:
         raise BaselineError(f"layer {layer.name!r} is not a sub-module of the model")
-    if len(inputs) != len(targets):
-        raise BaselineError(f"{len(inputs)} inputs but {len(targets)} targets")
+    if layer.is_heads and layer.site == "output":
+        raise BaselineError(
+            f"conductance of nn.MultiheadAttention heads ({layer.name!r}) is not supported: "
+            "the module does not call out_proj as a module"
+        )
+    n = batch.n_rows(inputs)
+    if n != len(targets):
+        raise BaselineError(f"{n} inputs but {len(targets)} targets")
     if n_steps < 2:
         raise BaselineError(f"n_steps must be at least 2, got {n_steps}")
-    lc = LayerConductance(model, module)
+    tokens_in = isinstance(inputs, Mapping)
+    if tokens_in:
+        assert isinstance(inputs, Mapping)
+        if "input_ids" not in inputs or not hasattr(model, "get_input_embeddings"):
+            raise BaselineError(
+                "conductance on a mapping of inputs needs input_ids and a model with "
+                "get_input_embeddings() (a Hugging Face model)"
+            )
+        names = [k for k in inputs if k != "input_ids"]
+        lc = LayerConductance(_embedding_forward(model, names), module)
+    else:
+        lc = LayerConductance(lambda x: _scored_logits(model(x), None), module)
     # Bound memory: about 4096 (example x step) rows per forward pass.
-    batch = batch_size or max(1, 4096 // (n_steps + 1))
+    step = batch_size or max(1, 4096 // (n_steps + 1))
     rows = []
     targets = torch.as_tensor(targets).long()
-    for b0 in range(0, len(inputs), batch):
-        x = inputs[b0 : b0 + batch].detach()
+    for b0 in range(0, n, step):
+        part = batch.take(inputs, slice(b0, b0 + step))
+        tokens = batch.token_mask(part)
+        if tokens_in:
+            assert isinstance(part, Mapping)
+            x = model.get_input_embeddings()(part["input_ids"]).detach()
+            extra = tuple(part[k] for k in names)
+        else:
+            assert isinstance(part, torch.Tensor)
+            x, extra = part.detach(), ()
         base = baseline if not isinstance(baseline, torch.Tensor) else torch.broadcast_to(
             baseline.to(x.dtype), x.shape).contiguous()
-        attr = lc.attribute(x, baselines=base, target=targets[b0 : b0 + batch].tolist(),
-                            n_steps=n_steps, method=method)
-        rows.append(_per_unit(layer, attr.detach(), "sum").cpu())
+        attr = lc.attribute(x, baselines=base, target=targets[b0 : b0 + len(x)].tolist(),
+                            additional_forward_args=extra or None, n_steps=n_steps,
+                            method=method, attribute_to_layer_input=layer.site == "input")
+        if isinstance(attr, tuple):
+            attr = attr[0]
+        units = unit_view(layer, attr.detach()) if layer.site == "input" else attr.detach()
+        rows.append(_per_unit(layer, units, "sum", tokens).cpu())
     return torch.cat(rows)
 
 
 def conductance(
     model: nn.Module,
     players: PlayerSet,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     targets: torch.Tensor,
     baseline: float | torch.Tensor = 0.0,
     n_steps: int = 50,
@@ -244,7 +350,8 @@ def conductance(
     :func:`layer_conductance`); ``info["per_example_std"]`` holds the spread over examples.
     """
     started = time.perf_counter()
-    if len(inputs) == 0:
+    n = batch.n_rows(inputs)
+    if n == 0:
         raise BaselineError("conductance needs at least one input")
     values = np.empty(players.n_players)
     spread = np.empty(players.n_players)
@@ -260,10 +367,76 @@ def conductance(
         model.train(was_training)
     params = {"n_steps": n_steps, "method": method,
               "baseline": baseline if not isinstance(baseline, torch.Tensor) else "tensor"}
-    info = {"examples": len(inputs), "target": "true class (labels)",
-            "forward_passes": len(inputs) * n_steps * len(players.layers),
+    info = {"examples": n, "target": "true class (labels)",
+            "forward_passes": n * n_steps * len(players.layers),
             "per_example_std": spread.tolist()}
     return _result(values, _player_ids(players), "conductance", None, params, started, info=info)
+
+
+# ---------------------------------------------------------------- head importance (Michel)
+def head_importance(
+    model: nn.Module,
+    players: PlayerSet,
+    inputs: Inputs,
+    targets: torch.Tensor,
+    batch_size: int = 64,
+) -> ShapleyResult:
+    """Head-importance score of Michel et al. 2019 ("Are sixteen heads really better than
+    one?"): ``I_h = sum over examples |dL(x)/d g_h|``, with a gate ``g_h = 1`` multiplying
+    head h's output and L the example's cross-entropy for its target (a language model: the
+    target token at the last real token). Values (n,).
+
+    The same gate is put on every other unit of ``players`` (for an MLP neuron or a channel
+    it is the first-order Taylor importance ``|a_i * dL/da_i|``, summed over positions).
+    Gates are per example, so one backward pass gives every example's own gradient.
+    """
+    started = time.perf_counter()
+    n = batch.n_rows(inputs)
+    if n == 0 or n != len(targets):
+        raise BaselineError(f"head_importance needs matching inputs and targets ({n} inputs, "
+                            f"{len(targets)} targets)")
+    targets = torch.as_tensor(targets).long()
+    scores = {ly.name: torch.zeros(ly.n_units, dtype=torch.float64) for ly in players.layers}
+    gates: dict[str, torch.Tensor] = {}
+
+    def make_hook(layer: Layer) -> Callable[[torch.Tensor], torch.Tensor]:
+        def hook(units: torch.Tensor) -> torch.Tensor:
+            g = gates[layer.name]
+            if units.shape[0] != g.shape[0]:
+                raise BaselineError(f"layer {layer.name!r}: batch dimension must come first")
+            shape = [g.shape[0]] + [1] * (units.ndim - 1)
+            shape[_unit_axis(layer, units.ndim)] = layer.n_units
+            return units * g.view(shape).to(units.dtype)
+        return hook
+
+    was_training = model.training
+    model.eval()
+    handles = []
+    try:
+        for layer in players.layers:
+            handles.append(unit_hook(model, layer, make_hook(layer)))
+        for b0 in range(0, n, batch_size):
+            part = batch.take(inputs, slice(b0, b0 + batch_size))
+            b = batch.n_rows(part)
+            for layer in players.layers:
+                gates[layer.name] = torch.ones(b, layer.n_units, requires_grad=True)
+            with torch.enable_grad():
+                logits = _scored_logits(batch.call(model, part), batch.token_mask(part))
+                y = targets[b0 : b0 + b].to(logits.device)
+                loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+                grads = torch.autograd.grad(loss, [gates[ly.name] for ly in players.layers],
+                                            allow_unused=True)
+            for layer, grad in zip(players.layers, grads, strict=True):
+                if grad is not None:
+                    scores[layer.name] += grad.detach().double().abs().sum(0).cpu()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    values = np.concatenate([scores[ly.name].numpy() for ly in players.layers])
+    return _result(values, _player_ids(players), "head_importance", None,
+                   {"batch_size": batch_size}, started,
+                   info={"examples": n, "loss": "cross-entropy of the target, summed"})
 
 
 # ------------------------------------------------------------------------- one entry point
@@ -278,14 +451,15 @@ def rank_units(game: Any, method: str = "conductance", seed: int | None = 0,
         seed: seed of ``random`` (ignored by the deterministic baselines).
         **options: ``conductance``: ``baseline`` (input baseline, 0.0), ``n_steps`` (50),
             ``method`` (captum's integration rule, "gausslegendre"), ``batch_size``;
-            ``activation_norm``: ``batch_size``.
+            ``activation_norm`` and ``head_importance``: ``batch_size``.
     Returns:
         a :class:`ShapleyResult` with ``method`` set to the baseline's name.
     """
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r}; choose one of {BASELINES}")
     allowed = {"conductance": {"baseline", "n_steps", "method", "batch_size"},
-               "activation_norm": {"batch_size"}}.get(method, set())
+               "activation_norm": {"batch_size"},
+               "head_importance": {"batch_size"}}.get(method, set())
     unknown = set(options) - allowed
     if unknown:
         raise TypeError(f"baseline {method!r} takes no option(s) {sorted(unknown)}")
@@ -305,6 +479,9 @@ def rank_units(game: Any, method: str = "conductance", seed: int | None = 0,
         return weight_norm(game.model, game.players_set)
     if method == "activation_norm":
         return activation_norm(game.model, game.players_set, game.inputs, **options)
+    if method == "head_importance":
+        return head_importance(game.model, game.players_set, game.inputs, game.targets,
+                               **options)
     opts = dict(options)
     integration = opts.pop("method", "gausslegendre")
     with torch.enable_grad():
@@ -317,6 +494,7 @@ __all__ = [
     "BaselineError",
     "activation_norm",
     "conductance",
+    "head_importance",
     "layer_conductance",
     "leave_one_out",
     "random_ranking",

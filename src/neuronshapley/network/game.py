@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 from neuronshapley.errors import GameError
+from neuronshapley.network import inputs as batch
 from neuronshapley.network.ablation import Ablator
+from neuronshapley.network.inputs import Inputs
 from neuronshapley.network.metrics import get_metric
 from neuronshapley.network.players import PlayerSet, discover_players
 from neuronshapley.protocol import check_masks
@@ -54,7 +56,7 @@ CPU_PASS_BYTES = 2**30
 CPU_MAX_PASS = 8192
 
 
-def auto_pass_size(model: nn.Module, example: torch.Tensor, device: torch.device) -> int:
+def auto_pass_size(model: nn.Module, example: Inputs, device: torch.device) -> int:
     """Examples x masks per forward pass for ``device`` (see ``ModelGame``'s pass_size)."""
     per_example = activation_bytes(model, example)
     if device.type != "cuda":
@@ -63,7 +65,7 @@ def auto_pass_size(model: nn.Module, example: torch.Tensor, device: torch.device
     return pass_size_for_memory(free, per_example)
 
 
-def activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
+def activation_bytes(model: nn.Module, example: Inputs) -> int:
     """Bytes of the module outputs of one forward pass, per example (a probe pass)."""
     total = 0
 
@@ -75,11 +77,11 @@ def activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
     handles = [m.register_forward_hook(count) for m in model.modules() if m is not model]
     try:
         with torch.inference_mode():
-            model(example)
+            batch.call(model, example)
     finally:
         for h in handles:
             h.remove()
-    return max(total // max(len(example), 1), 1)
+    return max(total // max(batch.n_rows(example), 1), 1)
 
 
 def cpu_pass_size(bytes_per_example: int) -> int:
@@ -96,14 +98,21 @@ class ModelGame:
     """``V(S)`` = ``metric`` of ``model`` on ``(inputs, targets)`` with units outside S removed.
 
     Args:
-        model: a trained network in eval mode, batch dimension first.
-        inputs: evaluation inputs, tensor (N, ...).
-        targets: labels, tensor (N,).
+        model: a trained network in eval mode, batch dimension first. Its output may be a
+            tensor, a tuple (the first element is used) or an object with ``.logits``.
+        inputs: evaluation inputs, a tensor (N, ...) or a mapping of tensors sharing the
+            batch axis, passed as keyword arguments (``input_ids``, ``attention_mask``,
+            ``token_type_ids`` of a Hugging Face model). With an ``attention_mask``, mean
+            replacement averages over real tokens only, and (when ``extra`` is None) the
+            metric gets ``extra={"attention_mask": mask}`` (the next-token metrics read the
+            last real token from it).
+        targets: labels, tensor (N,) (for next-token metrics: the target token ids).
         metric: name from :data:`neuronshapley.network.metrics.METRICS` or a callable
             ``(outputs (M, B, C), targets (B,), extra) -> (M,) or (M, d)``.
         players: a :class:`PlayerSet`, or layer names / glob patterns, or None for all
             conv and hidden linear units.
-        reference: inputs whose mean activations replace removed units (default: ``inputs``).
+        reference: inputs whose mean activations replace removed units (default: ``inputs``),
+            of the same form as ``inputs``.
         replacement: ``"mean"`` (paper), ``"channel"`` or ``"zero"``.
         extra: per-example data handed to the metric (e.g. group labels), indexed like inputs.
         batch_size: examples per forward pass (default: all, capped by ``pass_size``).
@@ -128,11 +137,11 @@ class ModelGame:
     def __init__(
         self,
         model: nn.Module,
-        inputs: torch.Tensor,
+        inputs: Inputs,
         targets: torch.Tensor,
         metric: str | Callable[..., torch.Tensor] = "accuracy",
         players: PlayerSet | Sequence[str] | str | None = None,
-        reference: torch.Tensor | None = None,
+        reference: Inputs | None = None,
         replacement: str = "mean",
         extra: Any = None,
         batch_size: int | None = None,
@@ -148,14 +157,15 @@ class ModelGame:
                 "the model is in training mode (dropout and batch-norm would make V random): "
                 "call model.eval() first"
             )
-        inputs = torch.as_tensor(inputs)
+        inputs = batch.as_inputs(inputs)
         targets = torch.as_tensor(targets)
-        if len(inputs) != len(targets):
-            raise GameError(f"{len(inputs)} inputs but {len(targets)} targets: they must match")
-        if len(inputs) == 0:
+        n = batch.n_rows(inputs)
+        if n != len(targets):
+            raise GameError(f"{n} inputs but {len(targets)} targets: they must match")
+        if n == 0:
             raise GameError("the evaluation data is empty")
-        if walk_sample is not None and not 0 < walk_sample <= len(inputs):
-            raise GameError(f"walk_sample must be in 1..{len(inputs)}, got {walk_sample}")
+        if walk_sample is not None and not 0 < walk_sample <= n:
+            raise GameError(f"walk_sample must be in 1..{n}, got {walk_sample}")
         if pass_size is not None and pass_size < 1:
             raise GameError("pass_size must be positive")
         if precision not in PRECISIONS:
@@ -170,27 +180,31 @@ class ModelGame:
         )
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.device = device
+        image = isinstance(inputs, torch.Tensor) and inputs.ndim == 4
         if channels_last is None:
             channels_last = device.type == "cpu" and any(
                 isinstance(mod, nn.Conv2d) for mod in model.modules()
-            ) and inputs.ndim == 4
-        self.channels_last = bool(channels_last and inputs.ndim == 4)
+            ) and image
+        self.channels_last = bool(channels_last and image)
         self.inputs = self._prepare(inputs)
         self.targets = targets.to(device)
+        tokens = batch.token_mask(self.inputs)
+        if extra is None and tokens is not None:
+            extra = {batch.ATTENTION_MASK: self.inputs[batch.ATTENTION_MASK]}  # type: ignore[index]
         self.extra = extra
         if pass_size is None:
-            pass_size = auto_pass_size(model, inputs[:1].to(device), device)
-        self.batch_size = min(batch_size or len(inputs), pass_size, len(inputs))
+            pass_size = auto_pass_size(model, batch.take(self.inputs, slice(0, 1)), device)
+        self.batch_size = min(batch_size or n, pass_size, n)
         self.pass_size = pass_size
         self.precision = "float32"
         self.walk_sample = walk_sample
         self._subset: torch.Tensor | None = None
-        ref = self._prepare(torch.as_tensor(reference)) if reference is not None else self.inputs
+        ref = self._prepare(batch.as_inputs(reference)) if reference is not None else self.inputs
         if self.channels_last:
             self.model = model.to(memory_format=torch.channels_last)
         with self._autocast():
             self.ablator = Ablator(self.model, self.players_set, replacement).fit_reference(
-                ref, batch_size=max(1, min(len(ref), pass_size))
+                ref, batch_size=max(1, min(batch.n_rows(ref), pass_size))
             )
         self.replacement = replacement
         self.evaluations = 0
@@ -217,7 +231,7 @@ class ModelGame:
     @property
     def masks_per_pass(self) -> int:
         """How many masks one forward pass evaluates, from ``pass_size``."""
-        n_examples = self.walk_sample or len(self.inputs)
+        n_examples = self.walk_sample or batch.n_rows(self.inputs)
         return max(1, self.pass_size // min(n_examples, self.batch_size))
 
     def fingerprint(self) -> str:
@@ -226,7 +240,7 @@ class ModelGame:
         for name, t in sorted(self.model.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        for t in (self.inputs, self.targets):
+        for t in (*batch.tensors(self.inputs), self.targets):
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         h.update(f"{self.metric_name}|{self.replacement}|{self.walk_sample}".encode())
         h.update("|".join(self.players).encode())
@@ -237,7 +251,7 @@ class ModelGame:
         """Draw the data batch for the next permutation walk (no-op without ``walk_sample``)."""
         if self.walk_sample is None:
             return
-        idx = rng.choice(len(self.inputs), size=self.walk_sample, replace=False)
+        idx = rng.choice(batch.n_rows(self.inputs), size=self.walk_sample, replace=False)
         self._subset = torch.as_tensor(np.sort(idx), device=self.device)
 
     # ------------------------------------------------------------- evaluation
@@ -249,17 +263,20 @@ class ModelGame:
     def _values(self, masks: np.ndarray) -> np.ndarray:
         inputs, targets, extra = self.inputs, self.targets, self.extra
         if self._subset is not None:
-            inputs, targets = inputs[self._subset], targets[self._subset]
+            inputs, targets = batch.take(inputs, self._subset), targets[self._subset]
             extra = _take(extra, self._subset)
         mask_t = torch.from_numpy(np.ascontiguousarray(masks))
-        per_pass = max(1, self.pass_size // min(len(inputs), self.batch_size))
+        n = batch.n_rows(inputs)
+        per_pass = max(1, self.pass_size // min(n, self.batch_size))
         chunks = []
         for m0 in range(0, len(mask_t), per_pass):
             mchunk = mask_t[m0 : m0 + per_pass]
             with self._autocast():
                 outs = [
-                    self.ablator.forward(inputs[b0 : b0 + self.batch_size], mchunk).float()
-                    for b0 in range(0, len(inputs), self.batch_size)
+                    self.ablator.forward(
+                        batch.take(inputs, slice(b0, b0 + self.batch_size)), mchunk
+                    ).float()
+                    for b0 in range(0, n, self.batch_size)
                 ]
             outputs = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
             vals = self.metric(outputs, targets, extra)
@@ -312,7 +329,9 @@ class ModelGame:
                 "use precision='float32'"
             )
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x: Inputs) -> Inputs:
+        if not isinstance(x, torch.Tensor):
+            return batch.to_device(x, self.device)
         x = x.to(self.device)
         if x.is_floating_point() and self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -321,7 +340,7 @@ class ModelGame:
     def __repr__(self) -> str:
         return (
             f"ModelGame({type(self.model).__name__}, {self.n_players} players in "
-            f"{len(self.players_set.layers)} layers, {len(self.inputs)} examples, "
+            f"{len(self.players_set.layers)} layers, {batch.n_rows(self.inputs)} examples, "
             f"metric={self.metric_name!r}, replacement={self.replacement!r})"
         )
 

@@ -21,7 +21,17 @@ name                      shape    what
 ``worst_group_accuracy``  (M,)     the lowest group accuracy
 ``group_gap``             (M,)     ``min - max`` group accuracy: minus the gap, <= 0, so that
                                    larger is better (0: every group equally accurate)
+``next_token_log_prob``   (M,)     mean log-probability of the target token at one position
+                                   per example (language models: outputs (M, B, L, V))
+``next_token_accuracy``   (M,)     how often the target token is the top prediction there
 ========================  =======  ==========================================================
+
+Sequence classifiers (outputs (M, B, C)) use the classification metrics as they are. The
+next-token metrics take outputs (M, B, L, V) (a language model's logits), ``targets`` (B,)
+the target token id of each example, and read the position from ``extra``: a dict with
+``"positions"`` (B,) (the position whose prediction is scored), else with
+``"attention_mask"`` (B, L) (the last real token; :class:`~neuronshapley.ModelGame` passes it
+for inputs with an attention mask), else the last position.
 
 Group metrics read per-example group ids from ``extra``: an integer tensor / array (B,), or a
 dict ``{"groups": ids, "n_groups": G, "group_names": [...]}`` (``n_groups`` and
@@ -212,6 +222,64 @@ def group_gap(outputs: torch.Tensor, targets: torch.Tensor, extra: Any = None) -
     return acc.min(-1).values - acc.max(-1).values
 
 
+def token_positions(extra: Any, n_examples: int, length: int) -> torch.Tensor:
+    """Position (B,) whose prediction each example's target is scored at (see module doc)."""
+    positions = extra.get("positions") if isinstance(extra, dict) else None
+    if positions is not None:
+        pos = torch.as_tensor(np.asarray(positions) if not isinstance(positions, torch.Tensor)
+                              else positions).long().reshape(-1)
+    elif isinstance(extra, dict) and extra.get("attention_mask") is not None:
+        mask = torch.as_tensor(extra["attention_mask"])
+        if mask.shape != (n_examples, length):
+            raise MetricError(
+                f"attention_mask has shape {tuple(mask.shape)}; expected ({n_examples}, "
+                f"{length})"
+            )
+        order = torch.arange(length, device=mask.device).expand(n_examples, -1)
+        pos = torch.where(mask.bool(), order, -1).amax(-1)
+        if bool((pos < 0).any()):
+            raise MetricError("an example has no real token (its attention_mask is all 0)")
+    else:
+        pos = torch.full((n_examples,), length - 1, dtype=torch.long)
+    if pos.shape != (n_examples,) or bool(((pos < 0) | (pos >= length)).any()):
+        raise MetricError(
+            f"positions must be {n_examples} indices in 0..{length - 1}, got {pos.tolist()}"
+        )
+    return pos
+
+
+def _token_logits(outputs: torch.Tensor, targets: torch.Tensor, extra: Any) -> torch.Tensor:
+    """(M, B, V) logits at each example's scored position, targets checked."""
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 4:
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
+        raise MetricError(
+            f"next-token metrics expect outputs of shape (M, B, L, V) (a language model's "
+            f"logits), got {shape}"
+        )
+    m, b, length, vocab = outputs.shape
+    if targets.ndim != 1 or targets.shape[0] != b:
+        raise MetricError(f"next-token metrics expect targets of shape ({b},): one token id "
+                          f"per example, got {tuple(targets.shape)}")
+    pos = token_positions(extra, b, length).to(outputs.device)
+    picked = outputs[:, torch.arange(b, device=outputs.device), pos]  # (M, B, V)
+    _check_labels(picked, targets)
+    return picked
+
+
+def next_token_log_prob(
+    outputs: torch.Tensor, targets: torch.Tensor, extra: Any = None
+) -> torch.Tensor:
+    """Mean log-probability of each example's target token at its position, (M,)."""
+    return log_prob(_token_logits(outputs, targets, extra), targets)
+
+
+def next_token_accuracy(
+    outputs: torch.Tensor, targets: torch.Tensor, extra: Any = None
+) -> torch.Tensor:
+    """Share of examples whose target token is the top prediction at its position, (M,)."""
+    return accuracy(_token_logits(outputs, targets, extra), targets)
+
+
 METRICS: dict[str, Callable[..., torch.Tensor]] = {
     "accuracy": accuracy,
     "balanced_accuracy": balanced_accuracy,
@@ -221,11 +289,13 @@ METRICS: dict[str, Callable[..., torch.Tensor]] = {
     "group_accuracy": group_accuracy,
     "worst_group_accuracy": worst_group_accuracy,
     "group_gap": group_gap,
+    "next_token_log_prob": next_token_log_prob,
+    "next_token_accuracy": next_token_accuracy,
 }
 
 #: Metrics whose value for a classifier that ignores its input is ``1 / C`` (balanced data).
 _RATE_METRICS = {"accuracy", "balanced_accuracy", "class_recall", "group_accuracy",
-                 "worst_group_accuracy"}
+                 "worst_group_accuracy", "next_token_accuracy"}
 
 
 def chance_level(metric: str, n_classes: int) -> float | None:
@@ -237,7 +307,7 @@ def chance_level(metric: str, n_classes: int) -> float | None:
         raise ValueError(f"n_classes must be positive, got {n_classes}")
     if metric in _RATE_METRICS:
         return 1.0 / n_classes
-    if metric in ("log_prob", "neg_cross_entropy"):
+    if metric in ("log_prob", "neg_cross_entropy", "next_token_log_prob"):
         return -math.log(n_classes)
     if metric == "group_gap":
         return 0.0
@@ -335,6 +405,9 @@ __all__ = [
     "group_ids",
     "log_prob",
     "neg_cross_entropy",
+    "next_token_accuracy",
+    "next_token_log_prob",
+    "token_positions",
     "with_output_names",
     "worst_group_accuracy",
 ]

@@ -150,6 +150,9 @@ def repair(
         if layer.name not in refs:
             raise ValueError(f"no reference values for layer {layer.name!r}")
         ref = refs[layer.name].detach()
+        if layer.site == "input":
+            _edit_projection(repaired, layer, units, ref, mode)
+            continue
         module = repaired.get_submodule(layer.name)
         constant = _per_unit_constant(ref, layer, units)
         bias = getattr(module, "bias", None)
@@ -173,6 +176,35 @@ def repair(
             continue
         _wrap(repaired, layer, units, ref)
     return repaired
+
+
+def _edit_projection(model: nn.Module, layer: Layer, units: np.ndarray, ref: torch.Tensor,
+                     mode: str) -> None:
+    """Remove units read at a projection's input (transformer heads, MLP neurons): zero the
+    columns they multiply and add ``W[:, cols] @ reference`` to the projection's bias."""
+    proj = model.get_submodule(layer.hooked)
+    w = proj.weight if isinstance(proj, nn.Linear) else proj.weight.t()  # (out, in), a view
+    flat = ref.reshape(ref.shape[0], -1) if ref.ndim >= 2 else ref.reshape(1, -1)
+    if mode == "wrap" or not bool((flat == flat[:1]).all()):
+        raise ValueError(
+            f"layer {layer.name!r}: its units are removed by editing the projection "
+            f"{layer.hooked!r}, which needs one reference value per unit; use "
+            "replacement='channel' or 'zero' (and mode='auto' or 'weights')"
+        )
+    per = w.shape[1] // layer.n_units
+    cols = torch.cat([torch.arange(int(u) * per, (int(u) + 1) * per) for u in units])
+    value = flat[0].to(torch.float64)
+    shift = w[:, cols].double() @ value[cols]
+    bias = getattr(proj, "bias", None)
+    if bool(shift.abs().max() > 0) and not isinstance(bias, torch.Tensor):
+        raise ValueError(
+            f"layer {layer.name!r}: {layer.hooked!r} has no bias to hold the removed units' "
+            "mean; use replacement='zero'"
+        )
+    with torch.no_grad():
+        w[:, cols] = 0.0
+        if isinstance(bias, torch.Tensor):
+            bias += shift.to(bias.dtype)
 
 
 def _players_and_reference(

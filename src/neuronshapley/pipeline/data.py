@@ -14,6 +14,11 @@ Sources (:func:`load_data`):
   ``normalize`` subtracts a mean and divides by a std per channel (``"dataset"``: the data's
   own statistics, or explicit ``(mean, std)`` lists).
 
+- ``data.csv`` / ``data.jsonl`` (one JSON object per line) of texts, for a Hugging Face model
+  (:func:`load_text_data`): ``text_column`` and ``label_column`` name the fields; texts are
+  tokenized with the model's own tokenizer and padded to the longest one, so ``x`` is a dict
+  ``{"input_ids", "attention_mask", ("token_type_ids")}`` of (N, L) tensors.
+
 ``uint8`` inputs from arrays are scaled to float in [0, 1]; other integer inputs (token ids)
 stay integers. Labels must be integers (floats with whole values are accepted). Every problem
 raises :class:`DataError` (a ``ValueError``) that names the problem and the fix.
@@ -32,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from neuronshapley.errors import DataError
+from neuronshapley.network import inputs as batch
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -39,9 +45,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 
 @dataclass
 class Dataset:
-    """Inputs ``x`` (N, ...), labels ``y`` (N,) int64, and where they came from."""
+    """Inputs ``x`` (a tensor (N, ...), or for texts a dict of (N, L) token tensors), labels
+    ``y`` (N,) int64, and where they came from."""
 
-    x: torch.Tensor
+    x: Any
     y: torch.Tensor
     source: str
     class_names: list[str] | None = None
@@ -50,13 +57,13 @@ class Dataset:
     normalization: tuple[list[float], list[float]] | None = None
 
     def __len__(self) -> int:
-        return len(self.x)
+        return batch.n_rows(self.x)
 
     def subset(self, idx: torch.Tensor | np.ndarray) -> Dataset:
         """The examples at ``idx``."""
         i = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        return Dataset(self.x[i], self.y[i], self.source, self.class_names, list(self.notes),
-                       self.normalization)
+        return Dataset(batch.take(self.x, i), self.y[i], self.source, self.class_names,
+                       list(self.notes), self.normalization)
 
 
 def load_data(
@@ -110,6 +117,145 @@ def load_data(
         data = data.subset(idx)
         data.notes.append(f"random subset of {max_examples} examples (seed {seed})")
     return data
+
+
+# ------------------------------------------------------------------------------ texts
+TEXT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+
+
+def is_text_file(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in TEXT_SUFFIXES
+
+
+def _read_records(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of a CSV or JSONL file as dicts, and the column names."""
+    import csv
+    import json
+
+    try:
+        if p.suffix.lower() == ".csv":
+            with p.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+                return rows, list(reader.fieldnames or [])
+        rows = []
+        with p.open(encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise DataError(f"{p} line {i} is not a JSON object")
+                rows.append(obj)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{p} cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p} is not JSON Lines (one object per line): {exc}") from None
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return rows, columns
+
+
+def _int_label(value: Any, row: int, column: str) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is not None and number.is_integer():
+            return int(number)
+    raise DataError(
+        f"label {value!r} in row {row} of column {column!r} is not an integer: labels must be "
+        "class ids 0..C-1 (map names such as 'positive' to numbers first)"
+    )
+
+
+def load_text_data(
+    path: str | os.PathLike[str],
+    tokenizer: Any,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_length: int | None = None,
+    model_max_length: int | None = None,
+    max_examples: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Texts and integer labels from a CSV or JSONL file, tokenized with ``tokenizer``.
+
+    Args:
+        path: ``.csv`` (a header row) or ``.jsonl`` (one object per line).
+        tokenizer: the model's own tokenizer (called as ``tokenizer(texts, padding=True)``).
+        text_column, label_column: the fields holding each text and its class id.
+        max_length: truncate texts to this many tokens; at most ``model_max_length``.
+        model_max_length: the longest sequence the model takes; without ``max_length`` a
+            longer text is an error.
+        max_examples: keep a random subset of this many rows (seeded by ``seed``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"text data {str(path)!r} not found: give a .csv or .jsonl file")
+    if tokenizer is None:
+        raise DataError(
+            "text data needs the model's tokenizer, and the model folder has none: save it "
+            "beside the model with tokenizer.save_pretrained(folder)"
+        )
+    rows, columns = _read_records(p)
+    for what, col in (("text", text_column), ("label", label_column)):
+        if col not in columns:
+            raise DataError(
+                f"{p} has no {what} column {col!r}; its columns: {', '.join(columns) or 'none'}"
+                f" (choose with --{what}-column)"
+            )
+    if not rows:
+        raise DataError(f"{p} has no rows")
+    notes: list[str] = []
+    if max_examples is not None and len(rows) > max_examples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(rows), max_examples,
+                                                         replace=False))
+        rows = [rows[i] for i in keep]
+        notes.append(f"random subset of {max_examples} examples (seed {seed})")
+    texts = []
+    for i, r in enumerate(rows, start=1):
+        value = r.get(text_column)
+        if value is None:
+            raise DataError(f"row {i} of {p} has no {text_column!r} value")
+        texts.append(str(value))
+    y = torch.tensor([_int_label(r.get(label_column), i, label_column)
+                      for i, r in enumerate(rows, start=1)], dtype=torch.long)
+    if int(y.min()) < 0:
+        raise DataError(f"{p} holds negative labels ({int(y.min())}): labels must be class "
+                        "ids 0..C-1")
+    if max_length is not None and max_length < 1:
+        raise DataError(f"max_length must be positive, got {max_length}")
+    if max_length is not None and model_max_length is not None and max_length > \
+            model_max_length:
+        raise DataError(f"max_length {max_length} is longer than the model allows "
+                        f"({model_max_length} tokens): use --max-length {model_max_length} "
+                        "or less")
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    limit = max_length or model_max_length
+    if max_length is None and limit is not None and max(lengths) > limit:
+        longest = int(np.argmax(lengths))
+        raise DataError(
+            f"row {longest + 1} of {p} is {lengths[longest]} tokens long, longer than the "
+            f"model allows ({limit}): pass --max-length {limit} (or less) to truncate"
+        )
+    enc = tokenizer(texts, padding=True, truncation=max_length is not None,
+                    max_length=max_length, return_tensors="pt")
+    x = {k: torch.as_tensor(v) for k, v in enc.items()
+         if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if max_length is not None and max(lengths) > max_length:
+        notes.append(f"{sum(n > max_length for n in lengths)} texts truncated to "
+                     f"{max_length} tokens")
+    return Dataset(x, y, str(p), None, notes)
 
 
 # ----------------------------------------------------------------------------- arrays

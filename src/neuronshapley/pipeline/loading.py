@@ -19,6 +19,9 @@ Sources (:func:`load_model`):
   exported program (its attention is a flat graph); its projections are left out too.
 - ``"model.pt"`` holding a pickled ``nn.Module``: loaded only with ``trust_pickle=True``
   (``weights_only=False`` runs code from the file).
+- ``"hf:PATH"``: a Hugging Face model saved in a local folder (see
+  :mod:`neuronshapley.pipeline.hf`; nothing is downloaded, no code from the folder runs);
+  its tokenizer comes with it (``LoadedModel.tokenizer``).
 - TorchScript archives cannot be instrumented (TorchScript modules refuse forward hooks):
   the error says how to export the model or to load its weights into a factory instead
   (a TorchScript archive as ``weights`` is read with ``torch.jit.load``, with
@@ -46,6 +49,7 @@ from torch import nn
 from neuronshapley.errors import ModelLoadError
 from neuronshapley.network.ablation import EXPAND_INPUT_ATTR
 from neuronshapley.network.players import UnitTap
+from neuronshapley.pipeline.hf import is_hf_spec, load_hf
 
 EXPORT_HINT = (
     "torch.export.save(torch.export.export(model.eval(), (example_batch,), "
@@ -57,8 +61,9 @@ EXPORT_HINT = (
 class LoadedModel:
     """A loaded model and what is known about it.
 
-    ``kind`` is ``"factory"``, ``"exported"`` or ``"pickle"``; ``input_shape`` the expected
-    input shape when the source says it (exported programs: e.g. ``("batch", 1, 8, 8)``).
+    ``kind`` is ``"factory"``, ``"exported"``, ``"pickle"`` or ``"huggingface"``;
+    ``input_shape`` the expected input shape when the source says it (exported programs: e.g.
+    ``("batch", 1, 8, 8)``); ``tokenizer`` the Hugging Face model's own tokenizer.
     """
 
     module: nn.Module
@@ -67,6 +72,7 @@ class LoadedModel:
     input_shape: tuple[int | str, ...] | None = None
     notes: list[str] = field(default_factory=list)
     training_ops: list[str] = field(default_factory=list)
+    tokenizer: Any = None
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -86,16 +92,23 @@ def load_model(
     """
     text = str(model)
     path = Path(text)
+    if is_hf_spec(text):
+        if weights is not None:
+            raise ModelLoadError(f"--weights is for a factory model; {text} holds its own "
+                                 "weights: drop --weights")
+        module, tokenizer, notes = load_hf(text)
+        return LoadedModel(module, "huggingface", text, notes=notes, tokenizer=tokenizer)
     if _is_factory_spec(text):
         return _from_factory(text, weights, trust_pickle, dict(factory_kwargs or {}))
     if not path.exists():
         raise ModelLoadError(
             f"model {text!r} not found: give a model file (.pt2 from torch.export, or a "
-            "pickled module with --trust-pickle) or a factory as 'package.module:function' "
-            "with --weights STATE_DICT.pt"
+            "pickled module with --trust-pickle), a factory as 'package.module:function' "
+            "with --weights STATE_DICT.pt, or a Hugging Face model folder as hf:PATH"
         )
     if path.is_dir():
-        raise ModelLoadError(f"model {text!r} is a folder; give a model file or module:factory")
+        raise ModelLoadError(f"model {text!r} is a folder; give a model file or module:factory "
+                             f"(a Hugging Face model folder: --model hf:{text})")
     if weights is not None:
         raise ModelLoadError(
             f"--weights is for a factory model ('package.module:function'); {text!r} is a file "

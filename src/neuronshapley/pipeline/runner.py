@@ -41,12 +41,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from neuronshapley.errors import RunError
+from neuronshapley.errors import GameError, RunError
 from neuronshapley.estimators import METHODS, estimate
 from neuronshapley.estimators import api as _api
+from neuronshapley.network import inputs
 from neuronshapley.network.game import ModelGame
 from neuronshapley.network.players import PlayerSet, discover_players
-from neuronshapley.pipeline.data import Dataset, load_data
+from neuronshapley.pipeline.data import Dataset, is_text_file, load_data, load_text_data
+from neuronshapley.pipeline.hf import max_positions
 from neuronshapley.pipeline.loading import (
     LoadedModel,
     expected_input_shape,
@@ -79,6 +81,9 @@ class RunConfig:
     color: str = "auto"
     normalize: str | list[list[float]] | None = None
     max_examples: int | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    max_length: int | None = None
     reference: str | None = None
     metric: str = "accuracy"
     players: list[str] | None = None
@@ -257,9 +262,9 @@ def run(
         loaded = load_model(cfg.model, cfg.weights, cfg.trust_pickle, cfg.model_kwargs)
         notes = list(loaded.notes)
         model = prepare_model(loaded, cfg, notes)
-        data = load_dataset(cfg.data, cfg)
+        data = load_dataset(cfg.data, cfg, loaded)
         notes += data.notes
-        ref = load_dataset(cfg.reference, cfg) if cfg.reference else None
+        ref = load_dataset(cfg.reference, cfg, loaded) if cfg.reference else None
         outputs = check_model_on_data(model, data, loaded)
         players = _players(model, cfg)
         say(f"model {cfg.model}: {players.n_players} units in {len(players.layers)} layers; "
@@ -306,7 +311,8 @@ def run(
             from neuronshapley.report import ReportError, write_report
 
             say("writing the report")
-            with_model = not interrupted  # after Ctrl-C: quick, without the model's parts
+            # after Ctrl-C: quick, without the model's parts; token inputs: no unit images
+            with_model = not interrupted and isinstance(data.x, torch.Tensor)
             try:
                 files["report"] = write_report(
                     out, model=model if with_model else None,
@@ -340,8 +346,17 @@ def _explained(step: str) -> Iterator[None]:
         ) from None
 
 
-def load_dataset(path: str, cfg: RunConfig) -> Dataset:
-    """Load ``path`` with the data settings of ``cfg``."""
+def load_dataset(path: str, cfg: RunConfig, loaded: LoadedModel | None = None) -> Dataset:
+    """Load ``path`` with the data settings of ``cfg`` (texts: with ``loaded``'s tokenizer)."""
+    if is_text_file(path):
+        if loaded is None or loaded.kind != "huggingface":
+            raise RunError(
+                f"{path} is text data: it needs a Hugging Face model and its tokenizer "
+                "(--model hf:FOLDER); for other models save arrays (.npz / .pt)"
+            )
+        return load_text_data(path, loaded.tokenizer, cfg.text_column, cfg.label_column,
+                              cfg.max_length, max_positions(loaded.module, loaded.tokenizer),
+                              cfg.max_examples, cfg.seed)
     normalize: Any = cfg.normalize
     if isinstance(normalize, (list, tuple)):
         if len(normalize) != 2:
@@ -400,25 +415,33 @@ def check_model_on_data(
         expected = "(" + ", ".join(map(str, loaded.input_shape)) + ")"
     expected = expected or expected_input_shape(model)
     outs = []
+    described = ", ".join(f"{k} {tuple(v.shape)}" for k, v in data.x.items()) if isinstance(
+        data.x, Mapping) else f"{tuple(data.x.shape)} ({data.x.dtype})"
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
-            batch = data.x[start:start + batch_size].to(device)
+            part = inputs.to_device(inputs.take(data.x, slice(start, start + batch_size)),
+                                    device)
             try:
-                out = model(batch)
+                raw = inputs.call(model, part)
             except Exception as exc:  # noqa: BLE001 - the user's model raised; explain it
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 hint = f"; the model expects inputs {expected}" if expected else ""
                 raise RunError(
                     f"the model failed on the data: inputs have shape "
-                    f"{tuple(data.x.shape)} ({data.x.dtype}){hint}. "
+                    f"{described}{hint}. "
                     f"{type(exc).__name__}: {first}. Fix the data (--image-size, --color, "
                     "the array's layout) or the model"
                 ) from None
-            if not isinstance(out, torch.Tensor):
+            try:
+                out = inputs.model_output(raw)
+            except GameError:
                 raise RunError(
-                    f"the model returns a {type(out).__name__}, not a tensor of scores: wrap it "
+                    f"the model returns a {type(raw).__name__}, not a tensor of scores: wrap it "
                     "in a module whose forward returns the logits tensor (N, classes)"
-                )
+                    + (" (a Hugging Face model without a task head: save a "
+                       "...ForSequenceClassification model)" if isinstance(data.x, Mapping)
+                       else "")
+                ) from None
             outs.append(out.detach().float().cpu())
     outputs = torch.cat(outs)
     if outputs.ndim != 2:

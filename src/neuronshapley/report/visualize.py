@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuronshapley.network.ablation import attention_head_outputs
+from neuronshapley.network.ablation import unit_hook
 from neuronshapley.network.players import Layer, PlayerSet
 
 
@@ -45,22 +45,19 @@ def _per_unit(out: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 def _capture(model: nn.Module, layer: Layer, x: torch.Tensor) -> torch.Tensor:
-    """Activations (B, n_units) of ``layer`` for inputs ``x`` (autograd allowed)."""
-    module = model.get_submodule(layer.name)
+    """Activations (B, n_units) of ``layer`` for inputs ``x`` (autograd allowed).
+
+    A head's activation is the norm of its head_dim slice, averaged over positions."""
     got: list[torch.Tensor] = []
-    if layer.is_heads:
-        def head_hook(mod: nn.Module, args: tuple, kwargs: dict, _out: Any) -> None:
-            z = attention_head_outputs(mod, args, kwargs)  # (B, L, H, Dh)
-            got.append(z.norm(dim=-1).mean(dim=1))
-            raise _StopForwardError
 
-        handle = module.register_forward_hook(head_hook, with_kwargs=True)
-    else:
-        def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-            got.append(_per_unit(out, layer.channel_axis))
-            raise _StopForwardError
+    def read(units: torch.Tensor) -> None:
+        if layer.is_heads:
+            got.append(units.norm(dim=-1).mean(dim=1))
+        else:
+            got.append(_per_unit(units, layer.channel_axis))
+        raise _StopForwardError
 
-        handle = module.register_forward_hook(hook)
+    handle = unit_hook(model, layer, read)
     try:
         model(x)
     except _StopForwardError:

@@ -221,24 +221,32 @@ def feature_selection(
     """
     from sklearn.linear_model import LogisticRegression
 
+    done: dict[tuple[int, ...], tuple[float, float, float]] = {}  # same units, same fit
+
+    def fit(cols: np.ndarray) -> tuple[float, float, float]:
+        x = {s: features[s][:, cols] for s in ("train", "selection", "test")}
+        mean, std = x["train"].mean(0), x["train"].std(0) + 1e-8
+        x = {s: (v - mean) / std for s, v in x.items()}
+        best: tuple[float, float, Any] | None = None
+        for c in cs:
+            clf = LogisticRegression(C=c, max_iter=1000, random_state=seed)
+            clf.fit(x["train"], labels["train"])
+            acc = float(clf.score(x["selection"], labels["selection"]))
+            if best is None or acc > best[0]:
+                best = (acc, c, clf)
+        assert best is not None
+        return best[0], best[1], float(best[2].score(x["test"], labels["test"]))
+
     rows = []
     for name, order in orders.items():
         for m in sizes:
             cols = np.asarray(order[:m])
-            x = {s: features[s][:, cols] for s in ("train", "selection", "test")}
-            mean, std = x["train"].mean(0), x["train"].std(0) + 1e-8
-            x = {s: (v - mean) / std for s, v in x.items()}
-            best: tuple[float, float, Any] | None = None
-            for c in cs:
-                clf = LogisticRegression(C=c, max_iter=1000, random_state=seed)
-                clf.fit(x["train"], labels["train"])
-                acc = float(clf.score(x["selection"], labels["selection"]))
-                if best is None or acc > best[0]:
-                    best = (acc, c, clf)
-            assert best is not None
-            rows.append({"ranking": name, "m": int(m), "C": best[1],
-                         "selection_accuracy": best[0],
-                         "test_accuracy": float(best[2].score(x["test"], labels["test"])),
+            key = tuple(sorted(int(u) for u in cols))
+            if key not in done:
+                done[key] = fit(cols)
+            sel_acc, c, test_acc = done[key]
+            rows.append({"ranking": name, "m": int(m), "C": c, "selection_accuracy": sel_acc,
+                         "test_accuracy": test_acc,
                          "units": " ".join(str(int(u)) for u in cols)})
     return rows
 

@@ -53,9 +53,40 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _layer_section(study: TextCNNStudy, name: str) -> list[str]:
+    ls = study.layers[name]
+    f, comp = ls.facts, ls.compare
+    ks = sorted(f["drop_area_by_k"], key=int)
+    out = [f"### `{name}`: {f['n_units']} units (the other layer intact)", "",
+           f"Shapley: {ls.seed_results[0].method} "
+           + (f"({', '.join(str(e) for e in f['evaluations'])} evaluations for seeds "
+              f"{[r.seed for r in ls.seed_results]})" if len(ls.seed_results) > 1 else
+              f"({f['evaluations'][0]} evaluations: every coalition)")
+           + f". Full network {comp.full:.3f}; level {comp.level:.3f} = majority share + 0.1 x "
+           "(full - majority share).", ""]
+    rows = []
+    for r in RANKINGS:
+        if r not in comp.curves:
+            continue
+        c = comp.curves[r]
+        rows.append([r] + [fmt(f["drop_area_by_k"][k][r]) for k in ks]
+                    + [c.units_to_level if c.units_to_level is not None else f"> {comp.max_k}"])
+    out.append(_table(["ranking"] + [f"mean acc k<={k}" for k in ks] + ["units to level"], rows))
+    if len(ls.seed_results) > 1:
+        out += ["", "Each Shapley seed's own ranking: " + "; ".join(
+            f"k<={k}: " + ", ".join(f"{a:.3f}" for a in f["seed_drop_area_by_k"][k])
+            for k in ks) + f". Top-10 overlap between seeds: {f['seed_top10_overlap']} of 10."]
+    out += ["", "Agreement with Shapley (validation scores): " + ", ".join(
+        f"{r} rho {v['spearman']:.2f} / top-10 {v['top10_overlap']}"
+        for r, v in f["shapley_vs"].items()) + ".", "",
+        "Top 10: " + "; ".join(f"{r}: {' '.join(u.split(':')[1] for u in t)}"
+                               for r, t in f["top10"].items()) + ".", ""]
+    return out
+
+
 def results_markdown(study: TextCNNStudy, wall_s: float) -> str:
     """RESULTS.md: settings, the tables, and each claim with whether it held."""
-    s, f, comp = study.settings, study.facts, study.compare
+    s, f = study.settings, study.facts
     sp = s["splits"]
     out = [
         "# Kim CNN on Rotten Tomatoes: Neuron Shapley against conductance",
@@ -68,22 +99,27 @@ def results_markdown(study: TextCNNStudy, wall_s: float) -> str:
         f"- Data: {sp['train'] + sp['validation'] + sp['selection'] + sp['test']:,} distinct "
         f"Rotten Tomatoes snippets split by film (seed {s['split_seed']}, film shares "
         f"{s['split_fractions']}): train {sp['train']:,}, validation {sp['validation']:,}, "
-        f"selection {sp['selection']:,}, test {sp['test']:,}.",
+        f"selection {sp['selection']:,}, test {sp['test']:,} (majority class on test: "
+        f"{f['test_majority_share']:.3f}).",
         f"- Model: Kim CNN, 50-d embeddings from scratch ({s['vocabulary']:,} words seen twice "
         f"in train), windows 3-6 x 64 filters, 1-max pooling (256), dense 10, two binary heads; "
         f"snippets cut/padded to {s['length']} tokens; Adam, epoch kept = best on selection "
         f"(epoch {s['training']['best_epoch']} of {s['training']['epochs_run']}, "
         f"{s['training']['seconds']:.0f} s).",
         "- Accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in s["accuracy"].items()) + ".",
-        "- Players: 266 (256 pooled filters `pool:i`, 10 dense units `dense:j`), mean "
-        "replacement (means over the validation split).",
-        f"- Shapley: `neuronshapley.estimate(method='auto')`, {s['max_evaluations_per_seed']:,} "
-        f"evaluations per seed, seeds {s['shapley_seeds']}, validation accuracy; the ranking is "
-        "the mean of the seeds' values, each seed's own ranking is measured too.",
+        "- Players: the 256 pooled filters (`pool:i`) and, as a second game, the 10 dense units "
+        "(`dense:j`); mean replacement (means over the validation split).",
+        f"- Shapley: `neuronshapley.estimate(method='auto')` of validation accuracy; filters: "
+        f"{s['max_evaluations_per_seed']:,} evaluations per seed, seeds {s['shapley_seeds']}, "
+        "the ranking is the mean of the seeds' values and each seed's own ranking is measured "
+        "too; dense units: exact.",
         f"- Conductance: Captum `LayerConductance`, {s['conductance_steps']} Gauss-Legendre "
-        f"steps from zero embeddings, on validation; median completeness gap "
+        "steps from zero embeddings, on validation; `conductance` = the true class's head, "
+        "`_pos` / `_neg` one head for every snippet, `_both` the two heads' tops in turn. Median "
+        "completeness gap "
         + ", ".join(f"{k} {v:.3f}" for k, v in f["conductance_completeness_median_gap"].items())
-        + ".",
+        + f"; Spearman between the two heads' conductance: "
+        f"{f['pos_neg_conductance_spearman']:.3f}.",
         f"- Random: mean of {s['random_draws']} seeded orders.",
         "",
         "## Removal curves (test split)",
@@ -91,25 +127,12 @@ def results_markdown(study: TextCNNStudy, wall_s: float) -> str:
         "![removal](removal.png)",
         "",
         "Mean test accuracy over k = 1..K after removing each ranking's top-k units (lower = "
-        f"the ranking found the units accuracy rests on). Full network: {comp.full:.3f}; "
-        f"level {comp.level:.3f} = 0.5 + 0.1 x (full - 0.5).",
+        "the ranking found the units accuracy rests on).",
         "",
     ]
-    ks = sorted(f["drop_area_by_k"], key=int)
-    rows = []
-    for name in RANKINGS:
-        if name not in comp.curves:
-            continue
-        c = comp.curves[name]
-        rows.append([name] + [fmt(f["drop_area_by_k"][k][name]) for k in ks]
-                    + [fmt(float(c.heldout[10])), fmt(float(c.heldout[min(50, comp.max_k)])),
-                       c.units_to_level if c.units_to_level is not None else f"> {comp.max_k}"])
-    out.append(_table(["ranking"] + [f"mean acc k<={k}" for k in ks]
-                      + ["acc at k=10", "acc at k=50", "units to level"], rows))
-    out += ["", "Each Shapley seed's own ranking (mean test accuracy over k = 1..10): "
-            + ", ".join(f"seed {r.seed}: {a:.3f}" for r, a in
-                        zip(study.seed_results, f["seed_drop_area"], strict=True))
-            + f"; top-10 overlap between seeds: {f['seed_top10_overlap']} of 10.", ""]
+    for name in ("pool", "dense"):
+        if name in study.layers:
+            out += _layer_section(study, name)
     out += ["## Feature selection (test split)", "", "![feature selection](feature_selection.png)",
             "", "Test accuracy of a logistic regression on the top-m units of a layer (trained "
             "on train, C from {0.01, 0.1, 1, 10} chosen on selection).", ""]
@@ -124,45 +147,45 @@ def results_markdown(study: TextCNNStudy, wall_s: float) -> str:
             if acc:
                 rows.append([name] + [fmt(acc.get(m)) for m in ms])
         out += [f"`{layer}`:", "", _table(["ranking"] + [f"m={m}" for m in ms], rows), ""]
-    out += ["## Agreement between rankings (validation scores)", ""]
-    out.append(_table(["ranking", "Spearman with Shapley", "top-10 overlap with Shapley"],
-                      [[n, fmt(v["spearman"]), v["top10_overlap"]]
-                       for n, v in f["shapley_vs"].items()]))
-    out += ["", f"Spearman correlation of the positive and the negative head's conductance: "
-            f"{f['pos_neg_conductance_spearman']:.3f}.", "",
-            "## Claims", ""]
+    out += ["## Claims", ""]
     out += [f"- {c}" for c in claims(study)]
-    out += ["", "Top-10 units per ranking:", ""]
-    out.append(_table(["ranking", "top 10"], [[n, " ".join(t)] for n, t in f["top10"].items()]))
     return "\n".join(out) + "\n"
 
 
 def claims(study: TextCNNStudy) -> list[str]:
     """Each claim checked, stated with the numbers and HELD / DID NOT HOLD."""
-    f, comp = study.facts, study.compare
     verdict = {True: "**held**", False: "**did not hold**"}
-    area = f["drop_area_by_k"]
     out = []
-    for k in sorted(area, key=int):
-        others = {n: v for n, v in area[k].items() if n != SHAPLEY}
-        best = min(others, key=others.get)
-        ok = area[k][SHAPLEY] < others[best]
-        out.append(f"Removing the top Shapley units lowers test accuracy fastest over k <= {k} "
-                   f"(Shapley {area[k][SHAPLEY]:.3f}, best other: {best} {others[best]:.3f}): "
-                   f"{verdict[ok]}.")
-    seeds_ok = all(a < min(v for n, v in area["10"].items() if n != SHAPLEY)
-                   for a in f["seed_drop_area"])
-    out.append("Every single Shapley seed beats every baseline over k <= 10 (seeds: "
-               + ", ".join(f"{a:.3f}" for a in f["seed_drop_area"]) + f"): {verdict[seeds_ok]}.")
-    cond = comp.curves["conductance"].units_to_level
-    shap = comp.curves[SHAPLEY].units_to_level
-    if cond is not None and shap is not None:
-        out.append(f"Conductance needs about twice as many units as Shapley to reach the level "
-                   f"(Ghorbani & Zou's finding on images): Shapley {shap}, conductance {cond} "
-                   f"units: {verdict[cond >= 1.5 * shap]}.")
-    else:
-        out.append(f"Units to reach the level: Shapley {shap}, conductance {cond} (None: never "
-                   "within all units).")
+    for layer, kk in (("pool", ("5", "10", "25")), ("dense", ("1", "3"))):
+        if layer not in study.layers:
+            continue
+        ls = study.layers[layer]
+        area = ls.facts["drop_area_by_k"]
+        for k in kk:
+            if k not in area:
+                continue
+            others = {n: v for n, v in area[k].items() if n != SHAPLEY}
+            best = min(others, key=others.get)
+            ok = area[k][SHAPLEY] < others[best] - 1e-12
+            out.append(f"`{layer}`: removing the top Shapley units lowers test accuracy fastest "
+                       f"over k <= {k} (Shapley {area[k][SHAPLEY]:.3f}, best other: {best} "
+                       f"{others[best]:.3f}): {verdict[ok]}.")
+        if len(ls.seed_results) > 1 and "10" in area:
+            best = min(v for n, v in area["10"].items() if n != SHAPLEY)
+            seeds = ls.facts["seed_drop_area_by_k"]["10"]
+            out.append(f"`{layer}`: every single Shapley seed beats every baseline over k <= 10 "
+                       "(seeds: " + ", ".join(f"{a:.3f}" for a in seeds)
+                       + f"; best baseline {best:.3f}): {verdict[all(a < best for a in seeds)]}.")
+        cond = ls.compare.curves["conductance"].units_to_level
+        shap = ls.compare.curves[SHAPLEY].units_to_level
+        if layer == "pool":
+            if cond is not None and shap is not None and shap > 0:
+                out.append(f"`pool`: conductance needs about twice as many filters as Shapley "
+                           f"to reach the level (Ghorbani & Zou's finding on images): Shapley "
+                           f"{shap}, conductance {cond}: {verdict[cond >= 1.5 * shap]}.")
+            else:
+                out.append(f"`pool`: filters to reach the level: Shapley {shap}, conductance "
+                           f"{cond} (None: not within all 256).")
     sel = [r for r in study.selection_rows if r["layer"] == "pool" and r["m"] <= 20]
     if sel:
         mean = {n: float(np.mean([r["test_accuracy"] for r in sel if r["ranking"] == n]))
@@ -171,16 +194,14 @@ def claims(study: TextCNNStudy) -> list[str]:
                              "conductance_both") if n in mean]
         best_c = max(cands, key=mean.get)
         cheap = {n: mean[n] for n in ("weight_norm", "activation_norm", "random") if n in mean}
-        ok = mean[best_c] > max(cheap.values())
         out.append(f"Feature selection (Dhamdhere et al.): the top filters by conductance make "
                    f"better features than the cheap scores (mean test accuracy over m <= 20: "
                    f"best conductance variant {best_c} {mean[best_c]:.3f}; "
                    + ", ".join(f"{n} {v:.3f}" for n, v in cheap.items())
-                   + f"): {verdict[ok]}.")
-        ok2 = mean[SHAPLEY] > mean[best_c]
+                   + f"): {verdict[mean[best_c] > max(cheap.values())]}.")
         out.append(f"Feature selection: Shapley's top filters make better features than "
                    f"conductance's (Shapley {mean[SHAPLEY]:.3f}, {best_c} {mean[best_c]:.3f}): "
-                   f"{verdict[ok2]}.")
+                   f"{verdict[mean[SHAPLEY] > mean[best_c]]}.")
     return out
 
 

@@ -76,14 +76,18 @@ def test_study_end_to_end_on_a_small_subset(tmp_path) -> None:
     study = run_text_cnn_study(tmp_path, setup=setup, shapley_seeds=(0, 1),
                                max_evaluations=600, n_steps=4, random_draws=2,
                                selection_sizes={"pool": (1, 256), "dense": (10,)})
-    for name in ("removal.csv", "compare.csv", "feature_selection.csv", "scores.csv",
-                 "summary.json", "removal.png", "feature_selection.png", "removal_seeds.csv"):
+    for name in ("removal.csv", "pool/compare.csv", "dense/levels.csv", "feature_selection.csv",
+                 "scores.csv", "summary.json", "removal.png", "feature_selection.png",
+                 "removal_seeds.csv"):
         assert (tmp_path / name).is_file(), name
-    assert study.compare.curves["shapley"].heldout.shape == (267,)
-    assert study.seed_curves.shape == (2, 267)
+    pool, dense = study.layers["pool"], study.layers["dense"]
+    assert pool.compare.curves["shapley"].heldout.shape == (257,)
+    assert pool.seed_curves.shape == (2, 257)
+    assert dense.seed_results[0].method == "exact" and len(dense.seed_results) == 1
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["settings"]["splits"] == {"train": 400, "validation": 60, "selection": 60,
                                              "test": 80}
-    # removing every unit leaves the same constant network whatever the ranking
-    ends = {round(float(c.heldout[-1]), 9) for c in study.compare.curves.values()}
-    assert len(ends) == 1
+    # removing every unit of a layer leaves the same network whatever the ranking
+    for ls in (pool, dense):
+        ends = {round(float(c.heldout[-1]), 9) for c in ls.compare.curves.values()}
+        assert len(ends) == 1

@@ -230,6 +230,7 @@ def study_units(
     n_steps: int = 8,
     random_draws: int = 3,
     max_k: int | None = None,
+    sizes: Sequence[int] | None = None,
     seed: int = 0,
     log: Log | None = None,
 ) -> UnitStudy:
@@ -277,7 +278,10 @@ def study_units(
     t0 = time.perf_counter()
     test_game = ModelGame(model, setup.test_batch, y_test, "accuracy", players=players,
                           reference=setup.value_batch)
-    sizes = removal_grid(len(ids), max_k)
+    sizes = sorted({0, *(int(k) for k in sizes)}) if sizes is not None else removal_grid(
+        len(ids), max_k)
+    if sizes[-1] > len(ids):
+        raise InputError(f"cannot remove {sizes[-1]} of {len(ids)} units")
     orders = {n: r.ranking() for n, r in rankings.items()}
     orders.update({f"shapley_seed{r.seed}": r.ranking() for r in seed_results})
     curves, rand = _removal(test_game, orders, sizes, random_draws, seed)
@@ -361,6 +365,9 @@ def run_minilm_study(
     conductance_examples: int = 32,
     n_steps: int = 8,
     neuron_max_k: int = 256,
+    head_sizes: Sequence[int] | None = None,
+    neuron_sizes: Sequence[int] | None = None,
+    random_draws: int = 3,
     seed: int = 0,
     log: Log | None = None,
 ) -> dict[str, Any]:
@@ -376,12 +383,14 @@ def run_minilm_study(
     say(f"heads: {heads.n_players} units in {len(heads.layers)} layers")
     head_study = study_units(setup, heads, "heads", budget=head_budget, seeds=head_seeds,
                              walk_sample=walk_sample, conductance_examples=conductance_examples,
-                             n_steps=n_steps, seed=seed, log=say)
+                             n_steps=n_steps, sizes=head_sizes, random_draws=random_draws,
+                             seed=seed, log=say)
     say(f"neurons: {neurons.n_players} units of {neuron_name}")
     neuron_study = study_units(setup, neurons, "neurons", budget=neuron_budget,
                                seeds=neuron_seeds, walk_sample=walk_sample,
                                conductance_examples=conductance_examples, n_steps=n_steps,
-                               max_k=neuron_max_k, seed=seed, log=say)
+                               max_k=neuron_max_k, sizes=neuron_sizes,
+                               random_draws=random_draws, seed=seed, log=say)
     top_heads = head_study.rankings["shapley"].ranking()[:5].tolist()
     favourites = {"sentences": favourite_sentences(setup, heads, top_heads),
                   "tokens": favourite_tokens(setup, heads, top_heads)}

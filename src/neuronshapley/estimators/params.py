@@ -81,9 +81,9 @@ class Param:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise self._error(value, owner)
             if kind == "int":
-                if not isinstance(value, numbers.Integral):
-                    if not (math.isfinite(value) and float(value).is_integer()):
-                        raise self._error(value, owner)
+                if not isinstance(value, numbers.Integral) and not (
+                        math.isfinite(value) and float(value).is_integer()):
+                    raise self._error(value, owner)
                 value = int(value)
             else:
                 value = float(value)

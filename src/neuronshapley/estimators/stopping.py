@@ -41,7 +41,7 @@ class StoppingRule:
         return None
 
     def __or__(self, other: StoppingRule) -> StoppingRule:
-        return Any_(self, other)
+        return Either(self, other)
 
     def __and__(self, other: StoppingRule) -> StoppingRule:
         return All(self, other)
@@ -59,11 +59,11 @@ def _limits(values: list[int | None], combine: Any) -> int | None:
     return combine(known) if known else None
 
 
-class Any_(StoppingRule):
+class Either(StoppingRule):
     """Done when any of its rules is done."""
 
     def __init__(self, *rules: StoppingRule) -> None:
-        self.rules = [r for rule in rules for r in (rule.rules if isinstance(rule, Any_)
+        self.rules = [r for rule in rules for r in (rule.rules if isinstance(rule, Either)
                                                     else [rule])]
 
     def done(self, view: RunView) -> bool:
@@ -210,5 +210,5 @@ def any_of(rules: list[StoppingRule | None]) -> StoppingRule | None:
     return out
 
 
-__all__ = ["All", "Any_", "Converged", "IntervalsNarrowerThan", "MaxEvaluations", "MaxTime",
+__all__ = ["All", "Either", "Converged", "IntervalsNarrowerThan", "MaxEvaluations", "MaxTime",
            "MaxWalks", "Not", "RunView", "StoppingRule", "TopKSeparated", "any_of"]

@@ -151,8 +151,9 @@ class DeadNetwork(TruncationRule):
         return {**super().params(), "tolerance": self.tolerance}
 
 
-def Truncation(tolerance: float = 0.05, patience: int = 3, fill: str | Fill = "zero",
-               keep: float = 0.1) -> DeadNetwork:
+def Truncation(  # noqa: N802 - reads as the rule it builds
+        tolerance: float = 0.05, patience: int = 3, fill: str | Fill = "zero",
+        keep: float = 0.1) -> DeadNetwork:
     """:class:`DeadNetwork` from flat settings (the facade's ``truncation_*`` options)."""
     return DeadNetwork(tolerance, patience, make_fill(fill, keep))
 

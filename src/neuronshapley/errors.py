@@ -16,6 +16,10 @@ class InputError(NeuronShapleyError, ValueError):
     """An input, setting or option is invalid; the message names it and what is allowed."""
 
 
+class OptionError(InputError, TypeError):
+    """An option that the chosen method or function does not take, or of the wrong type."""
+
+
 class GameError(InputError):
     """The game's inputs or outputs are invalid."""
 

@@ -94,7 +94,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, reference):
                               **{**OPTS, "max_evaluations": 3000})
     assert part.evaluations < reference.evaluations
     resumed = estimate_reference(FACTORY, method="tmab", seed=7, checkpoint=folder,
-                                 resume=True, **OPTS)
+                                 resume=True, trust_unfingerprinted=True, **OPTS)
     np.testing.assert_array_equal(resumed.values, reference.values)
     np.testing.assert_array_equal(resumed.samples, reference.samples)
 
@@ -202,7 +202,7 @@ def test_ctrl_c_keeps_partial_result_and_resume_equals_uninterrupted(
     else:  # interrupted between round boundaries inside the run: the boundary's values
         assert part.evaluations == saved
     resumed = estimate_reference(FACTORY, method="tmab", seed=7, checkpoint=folder,
-                                 resume=True, **OPTS)
+                                 resume=True, trust_unfingerprinted=True, **OPTS)
     assert resumed.info["resumed_at_evaluations"] == saved
     _assert_same(resumed, reference)
 
@@ -222,7 +222,7 @@ def test_ctrl_c_stops_ray_workers_and_resumes_exactly(ray_cluster, tmp_path):
         time.sleep(0.1)
     del err
     resumed = estimate_distributed(FACTORY, method="tmab", seed=7, workers=1,
-                                   checkpoint=folder, resume=True, **SMALL)
+                                   checkpoint=folder, resume=True, trust_unfingerprinted=True, **SMALL)
     _assert_same(resumed, want)
 
 

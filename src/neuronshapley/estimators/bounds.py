@@ -41,3 +41,80 @@ def union_normal_halfwidth(var: np.ndarray, count: np.ndarray, delta: float) -> 
     term) but only asymptotically valid: pair it with enough samples per player.
     """
     return normal_halfwidth(var, count, 1.0 - delta)
+
+
+# ------------------------------------------------------------------ bounds as policies
+class Bound:
+    """A confidence bound policy for the top-k bandit: per-player intervals from samples.
+
+    :meth:`halfwidths` gives half-widths (n, d) from the running statistics, the observed
+    range of the marginals and the per-player failure probability. A bound that keeps its
+    own sequence (betting) overrides :attr:`sequential` and the bandit feeds it every sample.
+    A new bound is one subclass.
+    """
+
+    name = "bound"
+    sequential = False  # True: the bandit keeps a BettingIntervals for the primary output
+    local_range = False  # True: each player's own observed range instead of the widest
+
+    def halfwidths(self, var: np.ndarray, count: np.ndarray, value_range: float | np.ndarray,
+                   delta: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Bernstein(Bound):
+    """Empirical Bernstein (Maurer-Pontil) with the widest observed range; fixed-t valid."""
+
+    name = "bernstein"
+
+    def halfwidths(self, var: np.ndarray, count: np.ndarray, value_range: float | np.ndarray,
+                   delta: float) -> np.ndarray:
+        return bernstein_halfwidth(var, count, value_range, delta)
+
+
+class BernsteinLocal(Bernstein):
+    """Empirical Bernstein with each unit's own observed range (pair with min_samples>=30)."""
+
+    name = "bernstein-local"
+    local_range = True
+
+
+class Betting(Bernstein):
+    """Anytime-valid confidence sequences by betting (:mod:`.betting`) for the ranked output;
+    the other outputs of a vector game get Bernstein intervals."""
+
+    name = "betting"
+    sequential = True
+
+
+class Normal(Bound):
+    """Normal approximation with a union bound: faster, can under-cover on rare large
+    marginals."""
+
+    name = "normal"
+
+    def halfwidths(self, var: np.ndarray, count: np.ndarray, value_range: float | np.ndarray,
+                   delta: float) -> np.ndarray:
+        return union_normal_halfwidth(var, count, delta)
+
+
+BOUNDS: dict[str, type[Bound]] = {"betting": Betting, "bernstein": Bernstein,
+                                  "bernstein-local": BernsteinLocal, "normal": Normal}
+
+
+def make_bound(bound: str | Bound) -> Bound:
+    """A :class:`Bound` from its name or itself."""
+    if isinstance(bound, Bound):
+        return bound
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {tuple(BOUNDS)}, got {bound!r}")
+    return BOUNDS[bound]()

@@ -68,14 +68,18 @@ class Checkpointer:
 
     def __init__(self, folder: str | os.PathLike[str], every: float = 30.0) -> None:
         if every <= 0:
-            raise ValueError(f"checkpoint interval must be positive, got {every}")
+            raise CheckpointError(f"checkpoint interval must be positive, got {every}")
         self.folder = Path(folder)
         self.every = every
         self._last = time.monotonic()
         self.saves = 0
 
+    def due(self) -> bool:
+        """Whether ``every`` seconds have passed since the last save."""
+        return time.monotonic() - self._last >= self.every
+
     def maybe(self, snapshot: Any) -> None:
-        if time.monotonic() - self._last >= self.every:
+        if self.due():
             self.final(snapshot)
 
     def final(self, snapshot: Any) -> None:

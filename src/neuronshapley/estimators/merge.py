@@ -30,18 +30,26 @@ def _state_of(run: ShapleyResult | str | os.PathLike[str]
 
 
 def merge_results(runs: Sequence[ShapleyResult | str | os.PathLike[str]],
-                  confidence: float = 0.95) -> ShapleyResult:
+                  confidence: float = 0.95, trust_unfingerprinted: bool = False
+                  ) -> ShapleyResult:
     """Pool the marginals of independent runs (different seeds) of the same game.
 
     Each run is a result in memory or a folder written by ``result.save`` / a checkpoint.
     The runs must agree on method, players, parameters and the game's fingerprint, and
-    have different seeds (the same seed would count the same walks twice). The merged
-    intervals are per-unit normal intervals at ``confidence``.
+    have different seeds (the same seed would count the same walks twice). Runs of a game
+    without ``fingerprint()`` cannot be checked to be of the same game: they are refused
+    unless ``trust_unfingerprinted=True``. The merged intervals are per-unit normal
+    intervals at ``confidence``.
     """
     if len(runs) < 2:
         raise MergeError("merging needs at least two runs")
     states = [_state_of(r) for r in runs]
     first = states[0][1]
+    if any(facts.get("game") is None for _, facts, _ in states) and not trust_unfingerprinted:
+        raise MergeError(
+            "a run's game has no fingerprint() so the library cannot check that the runs are "
+            "of the same game: pass trust_unfingerprinted=True if you are sure they are"
+        )
     seeds = [facts.get("seed") for _, facts, _ in states]
     if len(set(map(str, seeds))) != len(seeds):
         raise MergeError(f"runs share a seed ({seeds}): they are not independent")

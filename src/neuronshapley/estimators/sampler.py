@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from neuronshapley.estimators.walks import Truncation, WalkOutcome, as_2d, run_walk, run_walks
+from neuronshapley.estimators.truncation import TruncationRule
+from neuronshapley.estimators.walks import WalkOutcome, call_game, run_walk, run_walks
 
 WALK_CHUNK = 8  # steps per walk per game call when several walks share the calls (measured:
 # on the digits game 8 gave the most walks per second, 4 and 22 about 7% fewer)
@@ -32,7 +33,7 @@ class WalkSampler:
         game: Callable[[np.ndarray], np.ndarray],
         n: int,
         rng: np.random.Generator,
-        truncation: Truncation | None = None,
+        truncation: TruncationRule | None = None,
         chunk: int | None = None,
         strata: int = 1,
     ) -> None:
@@ -43,7 +44,6 @@ class WalkSampler:
         self._labels = np.zeros(n, dtype=np.int64)
         self._shifts = np.zeros(1, dtype=np.int64)
         self._block_pos = 0
-        self._begun: tuple[dict[str, np.ndarray], dict[str, object]] | None = None
         self.n = n
         self.rng = rng
         self.truncation = truncation
@@ -64,21 +64,12 @@ class WalkSampler:
     def _ends(self) -> None:
         ends = np.zeros((2, self.n), dtype=bool)
         ends[0] = True
-        v = as_2d(self.game(ends))
+        v = call_game(self.game, ends)
         self.evaluations += 2
         self.v_full, self.v_null = v[0], v[1]
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-        """Arrays and facts that let a later sampler continue exactly where this one is.
-
-        Between :meth:`begin` and :meth:`commit` (a step whose marginals are not counted
-        yet) this is the state at :meth:`begin`, so an interrupted step is redone on resume.
-        """
-        if self._begun is not None:
-            return self._begun
-        return self._state_now()
-
-    def _state_now(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        """Arrays and facts that let a later sampler continue exactly where this one is."""
         arrays = {"sampler.labels": self._labels.copy(), "sampler.shifts": self._shifts.copy(),
                   "sampler.v_full": self.v_full.copy(), "sampler.v_null": self.v_null.copy()}
         facts = {"rng": self.rng.bit_generator.state, "evaluations": self.evaluations,
@@ -86,24 +77,16 @@ class WalkSampler:
                  "block_pos": self._block_pos}
         return arrays, facts
 
-    def begin(self) -> None:
-        """Mark the start of a step (see :meth:`state`)."""
-        self._begun = self._state_now()
-
-    def commit(self) -> None:
-        """The step's marginals are counted: its state is the current one."""
-        self._begun = None
-
     def restore(self, arrays: dict[str, np.ndarray], facts: dict[str, object]) -> None:
         self.rng.bit_generator.state = facts["rng"]
         self.evaluations = int(facts["evaluations"])  # type: ignore[arg-type]
         self.walks = int(facts["walks"])  # type: ignore[arg-type]
         self.truncated_walks = int(facts["truncated_walks"])  # type: ignore[arg-type]
         self._block_pos = int(facts["block_pos"])  # type: ignore[arg-type]
-        self._labels = arrays["sampler.labels"]
-        self._shifts = arrays["sampler.shifts"]
-        self.v_full = arrays["sampler.v_full"]
-        self.v_null = arrays["sampler.v_null"]
+        self._labels = np.array(arrays["sampler.labels"], dtype=np.int64)
+        self._shifts = np.array(arrays["sampler.shifts"], dtype=np.int64)
+        self.v_full = np.array(arrays["sampler.v_full"], dtype=np.float64)
+        self.v_null = np.array(arrays["sampler.v_null"], dtype=np.float64)
 
     @property
     def output_dim(self) -> int:
@@ -111,15 +94,18 @@ class WalkSampler:
             self._ends()
         return int(self.v_full.shape[0])
 
-    def walk(self, active: np.ndarray | None = None) -> tuple[np.ndarray, WalkOutcome]:
-        """One walk; with ``active`` (bool (n,)) it stops after the last active player.
+    def walk(self, active: np.ndarray | None = None, perm: np.ndarray | None = None
+             ) -> tuple[np.ndarray, WalkOutcome]:
+        """One walk (over ``perm``, default a fresh permutation); with ``active`` (bool (n,))
+        it stops after the last active player.
 
         Returns the permutation and the marginals of its first ``stop_at`` players.
         """
         if self.resamples:
             self.game.new_walk(self.rng)  # type: ignore[attr-defined]
             self._ends()
-        perm = self._permutation()
+        if perm is None:
+            perm = self._permutation()
         stop_at = self._stop_at(perm, active)
         outcome = run_walk(
             self.game, perm, stop_at, self.v_full, self.v_null, self.truncation, self.chunk,
@@ -195,13 +181,12 @@ class WalkSampler:
             live = np.ones(anchors, dtype=bool)
             v_anchor = None
         else:
-            v_anchor = as_2d(self.game(in_s))
+            v_anchor = call_game(self.game, in_s)
             self.evaluations += anchors
-            live = ~np.all(np.abs(v_anchor - self.v_null)
-                           <= self.truncation.tolerance * scale, axis=1)
+            live = ~self.truncation.dead(v_anchor, self.v_null, scale)
         revive = np.zeros(anchors, dtype=bool)
-        if self.truncation is not None and self.truncation.fill == "roulette":
-            revive = ~live & (self.rng.random(anchors) < self.truncation.keep)
+        if self.truncation is not None:
+            revive = ~live & self.truncation.fill.goes_on_many(self.rng, anchors)
         rows = [in_s[a] for a in range(anchors) if v_anchor is None]
         removed: list[np.ndarray] = []
         for a in range(anchors):
@@ -212,7 +197,7 @@ class WalkSampler:
                 m[i] = False
                 removed.append(m)
         if rows or removed:
-            evaluated = as_2d(self.game(np.array(rows + removed)))
+            evaluated = call_game(self.game, np.array(rows + removed))
             self.evaluations += len(rows) + len(removed)
         else:  # every anchor dead or holding none of the players: nothing more to evaluate
             evaluated = np.zeros((0, self.output_dim))
@@ -268,20 +253,19 @@ class WalkSampler:
         after = before.copy()
         after[np.arange(m), players] = False
         if self.truncation is None:
-            v = as_2d(self.game(np.concatenate([before, after])))
+            v = call_game(self.game, np.concatenate([before, after]))
             self.evaluations += 2 * m
             return v[:m] - v[m:]
-        v_before = as_2d(self.game(before))
+        v_before = call_game(self.game, before)
         self.evaluations += m
         scale = np.abs(self.v_full - self.v_null)
-        dead = np.all(np.abs(v_before - self.v_null) <= self.truncation.tolerance * scale, axis=1)
-        revive = np.zeros(m, dtype=bool)
-        if self.truncation.fill == "roulette":  # unbiased: keep some dead ones, reweighted
-            revive = dead & (self.rng.random(m) < self.truncation.keep)
+        dead = self.truncation.dead(v_before, self.v_null, scale)
+        # unbiased roulette: some dead ones are evaluated anyway, reweighted
+        revive = dead & self.truncation.fill.goes_on_many(self.rng, m)
         out = np.zeros_like(v_before)
         live = np.flatnonzero(~dead | revive)
         if live.size:
-            out[live] = v_before[live] - as_2d(self.game(after[live]))
+            out[live] = v_before[live] - call_game(self.game, after[live])
             self.evaluations += live.size
         out[revive] /= self.truncation.keep
         return out

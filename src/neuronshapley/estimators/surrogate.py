@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 KEEP_WALKS = 64  # the surrogate is fitted on at most this many of the latest walks
 FIRST_FIT = 8  # walks before the first fit; refits at 2x, 4x, ... that many
@@ -61,7 +60,12 @@ class CollapseSurrogate:
         return total / permutations
 
     def fit(self, perms: np.ndarray, values: np.ndarray) -> None:
-        """Least squares on the evaluated steps of walks (``values`` NaN where not evaluated)."""
+        """Least squares on the evaluated steps of walks (``values`` NaN where not evaluated).
+
+        Fitted with torch's L-BFGS, imported here: importing the estimators needs no torch.
+        """
+        import torch
+
         p = torch.as_tensor(perms, dtype=torch.int64)
         y = torch.as_tensor(values, dtype=torch.float64)
         seen = ~torch.isnan(y)

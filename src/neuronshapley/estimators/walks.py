@@ -14,35 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FILLS = ("zero", "share", "roulette")
-
-
-@dataclass(frozen=True)
-class Truncation:
-    """When a walk counts as dead and what the skipped marginals become.
-
-    ``fill="zero"`` is the paper's rule (skipped marginals are 0; biased by whatever value is
-    left). ``fill="share"`` splits the value still left, ``V(dead step) - V(empty)``, equally
-    over the skipped players, so every walk's marginals sum to ``V(N) - V(empty)``.
-    ``fill="roulette"`` is unbiased: at the dead point the walk goes on anyway with
-    probability ``keep`` and the rest of its marginals are divided by ``keep``; otherwise
-    they are 0 (E = keep * x / keep = x), at ``keep`` times the cost of the skipped part.
-    """
-
-    tolerance: float = 0.05
-    patience: int = 3
-    fill: str = "zero"
-    keep: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.tolerance < 1:
-            raise ValueError(f"truncation tolerance must be in [0, 1), got {self.tolerance}")
-        if self.patience < 1:
-            raise ValueError(f"truncation patience must be >= 1, got {self.patience}")
-        if self.fill not in FILLS:
-            raise ValueError(f"truncation fill must be one of {FILLS}, got {self.fill!r}")
-        if not 0 < self.keep <= 1:
-            raise ValueError(f"truncation keep must be in (0, 1], got {self.keep}")
+from neuronshapley.errors import GameError
+from neuronshapley.estimators.truncation import Truncation, TruncationRule
 
 
 @dataclass
@@ -59,6 +32,31 @@ def as_2d(values: np.ndarray) -> np.ndarray:
     return v[:, None] if v.ndim == 1 else v
 
 
+def call_game(game: Callable[[np.ndarray], np.ndarray], masks: np.ndarray) -> np.ndarray:
+    """``game(masks)`` as checked values (M, d): one finite row per mask, or a GameError."""
+    m = len(masks)
+    try:
+        v = np.asarray(game(masks), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, GameError):
+            raise
+        raise GameError(f"the game's values for {m} coalitions are not numbers: {err}") from err
+    if v.ndim == 0 or v.ndim > 2 or v.shape[0] != m:
+        raise GameError(
+            f"the game returned values of shape {v.shape} for {m} coalitions; a game must "
+            f"return ({m},) or ({m}, d): one value (or one row of d values) per mask"
+        )
+    v = v[:, None] if v.ndim == 1 else v
+    bad = ~np.isfinite(v)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise GameError(
+            f"the game returned NaN or infinite values for {len(rows)} of {m} coalitions "
+            f"(e.g. rows {rows[:5].tolist()}): check the game's data and metric"
+        )
+    return v
+
+
 def step_masks(positions: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Coalition masks (len(steps), n): player p present at step j iff positions[p] >= j."""
     return positions[None, :] >= steps[:, None]
@@ -68,7 +66,7 @@ class _Walk:
     """One walk in progress: which steps it still needs and what it has seen."""
 
     def __init__(self, perm: np.ndarray, stop_at: int, v_full: np.ndarray,
-                 v_null: np.ndarray, truncation: Truncation | None) -> None:
+                 v_null: np.ndarray, truncation: TruncationRule | None) -> None:
         n = len(perm)
         self.n, self.stop_at, self.truncation = n, stop_at, truncation
         self.positions = np.empty(n, dtype=np.int64)
@@ -106,15 +104,12 @@ class _Walk:
             self.values[step] = got[r]
             if trunc is None:
                 continue
-            dead = bool(np.all(np.abs(got[r] - self.v_null) <= trunc.tolerance * self.scale))
+            dead = bool(trunc.dead(got[r : r + 1], self.v_null, self.scale)[0])
             self.streak = self.streak + 1 if dead else 0
             if self.streak >= trunc.patience and self.roulette_from is None:
-                if trunc.fill == "roulette":
-                    if rng is None:
-                        raise ValueError("roulette truncation needs a random generator")
-                    if rng.random() < trunc.keep:
-                        self.roulette_from = int(step)
-                        continue
+                if trunc.fill.goes_on(rng):
+                    self.roulette_from = int(step)
+                    continue
                 self.truncated_at = int(step)
                 return
         self.next = int(steps[-1]) + 1 if len(steps) else self.next
@@ -127,12 +122,10 @@ class _Walk:
         if cut is not None:
             seen[cut + 1 :] = np.nan
         if cut is not None and cut < stop_at:
-            rest = np.arange(cut + 1, stop_at + 1)
-            if self.truncation is not None and self.truncation.fill == "share":
-                per_player = (values[cut] - self.v_null) / (n - cut)
-                values[rest] = values[cut] - per_player * (rest - cut)[:, None]
+            if self.truncation is not None:
+                self.truncation.fill.rest(values, cut, stop_at, self.v_null, n)
             else:
-                values[rest] = values[cut]
+                values[cut + 1 : stop_at + 1] = values[cut]
         marginals = values[:-1] - values[1:]
         if self.roulette_from is not None and self.truncation is not None:
             marginals[self.roulette_from:] /= self.truncation.keep
@@ -145,7 +138,7 @@ def run_walks(
     stop_ats: list[int],
     v_full: np.ndarray,
     v_null: np.ndarray,
-    truncation: Truncation | None,
+    truncation: TruncationRule | None,
     chunk: int,
     rng: np.random.Generator | list[np.random.Generator] | None = None,
     pool: int = 1,
@@ -172,7 +165,7 @@ def run_walks(
             break
         requests = [(i, walks[i].pending(chunk)) for i in live]
         masks = np.concatenate([step_masks(walks[i].positions, s) for i, s in requests])
-        got = as_2d(game(masks))
+        got = call_game(game, masks)
         row = 0
         for i, steps in requests:
             walks[i].take(steps, got[row : row + len(steps)], rngs[i])
@@ -187,7 +180,7 @@ def run_walk(
     stop_at: int,
     v_full: np.ndarray,
     v_null: np.ndarray,
-    truncation: Truncation | None,
+    truncation: TruncationRule | None,
     chunk: int,
     rng: np.random.Generator | None = None,
 ) -> WalkOutcome:
@@ -196,3 +189,8 @@ def run_walk(
     ``v_full`` and ``v_null`` are ``V(N)`` and ``V(empty)`` as (d,) arrays.
     """
     return run_walks(game, [perm], [stop_at], v_full, v_null, truncation, chunk, rng)[0]
+
+
+__all__ = ["Truncation", "WalkOutcome", "as_2d", "call_game", "run_walk", "run_walks",
+           "step_masks"]
+

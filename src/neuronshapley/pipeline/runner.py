@@ -42,8 +42,7 @@ import torch
 from torch import nn
 
 from neuronshapley.errors import GameError, RunError
-from neuronshapley.estimators import api as _api
-from neuronshapley.estimators import estimate
+from neuronshapley.estimators import METHODS, accepts, estimate, method_options
 from neuronshapley.estimators.checkpoint import has_state
 from neuronshapley.files import atomic_write_text, interrupts_deferred
 from neuronshapley.network import inputs
@@ -475,10 +474,7 @@ def select_players(model: nn.Module, cfg: RunConfig) -> PlayerSet:
 
 def estimator_accepts(method: str, option: str) -> bool:
     """Whether ``ns.estimate(method=...)`` takes ``option`` (checked at run time)."""
-    accepted = set(_api._OPTIONS.get(method, set()))
-    if method != "exact":
-        accepted |= set(getattr(_api, "_RUN_OPTIONS", set()))
-    return option in accepted
+    return method in METHODS and accepts(method, option)
 
 
 def _estimator_options(cfg: RunConfig) -> dict[str, Any]:
@@ -495,7 +491,7 @@ def _estimator_options(cfg: RunConfig) -> dict[str, Any]:
             options["resume"] = True
     unknown = [k for k in options if not estimator_accepts(cfg.method, k)]
     if unknown:
-        allowed = sorted(set(_api._OPTIONS[cfg.method]) - {"progress"})
+        allowed = sorted(set(method_options(cfg.method)) - {"progress"})
         raise RunError(
             f"method {cfg.method!r} takes no option {', '.join(map(repr, unknown))}; it takes "
             f"{', '.join(allowed)}"

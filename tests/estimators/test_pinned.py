@@ -1,0 +1,28 @@
+"""Same seed, same values as the estimators gave before they became classes (see
+``pinned_cases.py``): every method, both engines."""
+
+import json
+
+import numpy as np
+import pytest
+from pinned_cases import CASES, DISTRIBUTED, PINNED, run_case, run_distributed
+
+WANT = json.loads(PINNED.read_text())
+
+
+def _same(res, want):
+    np.testing.assert_allclose(np.asarray(res.values), np.asarray(want["values"]),
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(res.samples, want["samples"])
+    assert res.evaluations == want["evaluations"]
+    assert res.method == want["method"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_in_process_values_are_kept(name):
+    _same(run_case(name), WANT[name])
+
+
+@pytest.mark.parametrize("name", list(DISTRIBUTED))
+def test_worker_scheme_values_are_kept(name):
+    _same(run_distributed(name), WANT[name])

@@ -64,7 +64,7 @@ def test_demo_writes_result_files(demo_run, cache: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["max_evaluations"] == 200
     assert summary["settings"]["num_threads"] == 1
-    assert 200 <= summary["tmab"]["evaluations"] < 400
+    assert 150 <= summary["tmab"]["evaluations"] <= 200  # the budget is never overshot
     assert 0.9 < summary["model_test_accuracy"] <= 1.0
     assert "Removing the 10 top Shapley filters" in result.output
     assert str(out) in " ".join(result.output.split())

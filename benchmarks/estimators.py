@@ -26,9 +26,7 @@ from common import RESULTS, digits_game, save_json, set_threads
 from scipy.stats import spearmanr
 
 import neuronshapley as ns
-from neuronshapley.estimators.permutation import PermutationRun
-from neuronshapley.estimators.sampler import WalkSampler
-from neuronshapley.estimators.walks import Truncation
+from neuronshapley.estimators import MonteCarlo, Truncated, Truncation
 from neuronshapley.games import UnanimityGame, WeightedThresholdGame
 
 
@@ -79,21 +77,17 @@ def mc_trajectory(bg: BenchGame, seed: int, budgets: list[int], truncation: Trun
                   ) -> list[tuple[np.ndarray, int, float]]:
     """One run of the library's walk estimator, snapshot at each budget.
 
-    Returns (values, evaluations, seconds) per budget. Uses the estimator's own run object
-    (pooled walks, optional control variate), stopped at each budget in turn.
+    Returns (values, evaluations, seconds) per budget, from the estimator's anytime
+    iterator (pooled walks, optional control variate; the largest budget is never passed).
     """
-    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    sampler = WalkSampler(bg.game, bg.n, rng, truncation, strata=strata)
-    run = PermutationRun(sampler, None, 0.95, control)
-    snaps = []
-    for budget in sorted(budgets):
-        while sampler.evaluations < budget:
-            sampler.budget_left = budget - sampler.evaluations
-            run.step()
-        snaps.append((run.stats.mean[:, 0].copy(), sampler.evaluations,
-                      time.perf_counter() - t0))
-    return snaps
+    options = {"seed": seed, "max_evaluations": max(budgets), "strata": strata,
+               "control": control}
+    est = (MonteCarlo(**options) if truncation is None
+           else Truncated(truncation=truncation, **options))
+    snaps = [(np.asarray(r.values, dtype=np.float64).copy(), r.evaluations,
+              time.perf_counter() - t0) for r in est.iterate(bg.game, at=sorted(budgets))]
+    return snaps[: len(budgets)] + [snaps[-1]] * (len(budgets) - len(snaps))
 
 
 def captum_svs(bg: BenchGame, seed: int, budget: int) -> tuple[np.ndarray, int, float]:

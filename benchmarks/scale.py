@@ -145,7 +145,7 @@ def ray_rate(factory, workers: int, n_players: int, tasks: int, players_per_task
 
     t0 = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    pool = _RayPool(ray, workers, factory, None, None, 1, 0.0, None)
+    pool = _RayPool(ray, workers, factory, None, None, 1, 1, 0.0, None)
     pool.describe()
     ray.get([a.ping.remote() for a in pool.actors])  # every replica built
     startup = time.perf_counter() - t0

@@ -16,7 +16,7 @@ from neuronshapley import estimate
 from neuronshapley.distributed.backend import estimate_distributed, estimate_reference
 from neuronshapley.estimators import EstimationInterrupted
 from neuronshapley.estimators.checkpoint import has_state, load_state
-from neuronshapley.estimators.tmab import BanditRun
+from neuronshapley.estimators.tmab import TMAB
 from neuronshapley.games import WeightedThresholdGame
 from neuronshapley.result import ShapleyResult
 
@@ -178,7 +178,7 @@ def test_ctrl_c_keeps_partial_result_and_resume_equals_uninterrupted(
         factory = functools.partial(_Tripwire, 3000)
     if where == "step":  # Ctrl-C half-way through the bandit's update of one result
         calls = {"n": 0}
-        decide = BanditRun._decide
+        decide = TMAB._decide
 
         def tripped(self):
             calls["n"] += 1
@@ -186,7 +186,7 @@ def test_ctrl_c_keeps_partial_result_and_resume_equals_uninterrupted(
                 raise KeyboardInterrupt
             decide(self)
 
-        monkeypatch.setattr(BanditRun, "_decide", tripped)
+        monkeypatch.setattr(TMAB, "_decide", tripped)
     try:
         part = _interrupted(factory, workers=0, checkpoint=folder, progress=stop,
                             **OPTS).result
@@ -222,7 +222,8 @@ def test_ctrl_c_stops_ray_workers_and_resumes_exactly(ray_cluster, tmp_path):
         time.sleep(0.1)
     del err
     resumed = estimate_distributed(FACTORY, method="tmab", seed=7, workers=1,
-                                   checkpoint=folder, resume=True, trust_unfingerprinted=True, **SMALL)
+                                   checkpoint=folder, resume=True,
+                                   trust_unfingerprinted=True, **SMALL)
     _assert_same(resumed, want)
 
 
@@ -235,11 +236,12 @@ def test_failing_game_factory_is_reported_not_retried(ray_cluster):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"workers": -1}, ValueError, "workers must be an integer >= 0"),
     ({"workers": "2"}, ValueError, "workers must be an integer >= 0"),
-    ({"delta": 2}, ValueError, r"delta must be in \(0, 1\)"),
+    ({"delta": 2}, ValueError, r"delta=2 is not allowed"),
     ({"output": 1}, ValueError, r"output must be in 0\.\.0"),
-    ({"max_evaluations": 0}, ValueError, "max_evaluations must be positive"),
+    ({"max_evaluations": 0}, ValueError, "max_evaluations=0 is not allowed"),
     ({"progress": "yes"}, TypeError, "progress must be"),
-    ({"strata": 2}, TypeError, "takes no option"),
+    ({"strata": 0}, ValueError, "strata=0 is not allowed"),
+    ({"kay": 2}, TypeError, "takes no option"),
 ])
 def test_bad_input_fails_early_with_a_clear_message(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -30,7 +30,8 @@ def test_resume_equals_uninterrupted(tmp_path, method, extra):
     ns.estimate(_game(), method=method, seed=3, max_evaluations=1500,
                 checkpoint=tmp_path, **extra)
     resumed = ns.estimate(_game(), method=method, seed=3, max_evaluations=4000,
-                          checkpoint=tmp_path, resume=True, trust_unfingerprinted=True, **extra)
+                          checkpoint=tmp_path, resume=True,
+                          trust_unfingerprinted=True, **extra)
     np.testing.assert_array_equal(resumed.values, full.values)
     np.testing.assert_array_equal(resumed.samples, full.samples)
     assert resumed.evaluations == full.evaluations
@@ -43,7 +44,8 @@ def test_checkpoint_refuses_the_wrong_run(tmp_path):
     with pytest.raises(CheckpointError, match="resume=True"):
         ns.estimate(_game(), method="permutation", seed=1, checkpoint=tmp_path)
     with pytest.raises(CheckpointError, match="different seed"):
-        ns.estimate(_game(), method="permutation", seed=2, checkpoint=tmp_path, resume=True, trust_unfingerprinted=True)
+        ns.estimate(_game(), method="permutation", seed=2, checkpoint=tmp_path, resume=True,
+                    trust_unfingerprinted=True)
     with pytest.raises(CheckpointError, match="different params"):
         ns.estimate(_game(), method="permutation", seed=1, strata=3, checkpoint=tmp_path,
                     resume=True, trust_unfingerprinted=True)

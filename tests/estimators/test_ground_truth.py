@@ -135,7 +135,7 @@ def test_auto_chooses_from_the_problem_and_a_pilot():
     anytime = ns.estimate(game, method="auto", max_evaluations=3000, seed=1)
     assert anytime.method == "truncated"
     assert anytime.params["truncation_fill"] == "roulette" and anytime.params["strata"] >= 1
-    assert anytime.evaluations >= 3000 + anytime.info["auto"]["pilot_evaluations"] - 100
+    assert 2900 <= anytime.evaluations <= 3000  # the pilot counts against the budget
     truth = game.shapley_values()
     assert np.abs(anytime.values - truth).max() < 0.5 * truth.max()
     certified = ns.estimate(game, method="auto", k=3, max_evaluations=2000)

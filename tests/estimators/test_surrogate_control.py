@@ -58,7 +58,8 @@ def test_control_variate_resumes_exactly(tmp_path):
     opts = dict(method="truncated", seed=4, control="surrogate", truncation_fill="roulette")
     full = ns.estimate(game, max_evaluations=3000, **opts)
     ns.estimate(game, max_evaluations=900, checkpoint=tmp_path, **opts)
-    resumed = ns.estimate(game, max_evaluations=3000, checkpoint=tmp_path, resume=True, trust_unfingerprinted=True, **opts)
+    resumed = ns.estimate(game, max_evaluations=3000, checkpoint=tmp_path, resume=True,
+                          trust_unfingerprinted=True, **opts)
     np.testing.assert_array_equal(resumed.values, full.values)
     assert resumed.evaluations == full.evaluations
 

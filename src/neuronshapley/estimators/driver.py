@@ -238,11 +238,12 @@ class Driver:
             return nxt[0]
 
         for reached in self._steps(next_mark):
-            if reached:
+            while reached:  # one step may pass several marks: one result for each
                 yield self.result()
                 nxt[0] = next(marks, None) if marks is not None else nxt[0] + step  # type: ignore
                 if nxt[0] is None:
                     return
+                reached = self.engine.evaluations >= nxt[0]
         yield self.result()
 
     def _steps(self, next_mark: Callable[[], int | None] | None) -> Iterator[bool]:

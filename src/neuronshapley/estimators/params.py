@@ -61,6 +61,12 @@ class Param:
 
     def check(self, value: Any, owner: str) -> Any:
         """``value`` if it is allowed (coerced), else an :class:`InputError`."""
+        try:
+            return self._check(value, owner)
+        except InputError:
+            raise self._error(value, owner) from None
+
+    def _check(self, value: Any, owner: str) -> Any:
         if value is None:
             if self.none:
                 return None
@@ -69,7 +75,7 @@ class Param:
             try:
                 value = self.coerce(value)
             except (ValueError, TypeError, KeyError) as err:
-                raise self._error(value, owner, str(err)) from None
+                raise InputError(str(err)) from None
             if value is None and self.none:
                 return None
         kind = self.kind

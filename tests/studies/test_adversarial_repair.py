@@ -95,7 +95,7 @@ def test_adversarial_command(tmp_path: Path) -> None:
     out = tmp_path / "cli"
     res = CliRunner().invoke(app, [
         "adversarial", "--out", str(out), "--epochs", "2", "--steps", "3",
-        "--max-evaluations", "40", "--k-grid", "0,1", "--clean-weights", "1,0.5",
+        "--max-evaluations", "200", "--k-grid", "0,1", "--clean-weights", "1,0.5",
         "--no-progress",
     ])
     assert res.exit_code == 0, res.output

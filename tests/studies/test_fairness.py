@@ -153,7 +153,7 @@ def test_fairness_command(tmp_path: Path) -> None:
     out = tmp_path / "cli"
     res = CliRunner().invoke(app, [
         "fairness", "--out", str(out), "--benchmark", "digits", "--epochs", "2",
-        "--max-evaluations", "60", "--k-grid", "0,1", "--search-steps", "1", "--no-progress",
+        "--max-evaluations", "200", "--k-grid", "0,1", "--search-steps", "1", "--no-progress",
     ])
     assert res.exit_code == 0, res.output
     assert "Fairness repair" in res.output

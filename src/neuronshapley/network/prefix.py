@@ -83,8 +83,8 @@ def split_at_players(model: nn.Module, layer_names: Sequence[str],
             needs_input.add(n)
         if (n.op == "call_module" and n.target in names) or any(d in after for d in deps):
             after.add(n)
-    if not any(n.op == "call_module" and n.target in names for n in nodes):
-        return None
+    if {n.target for n in nodes if n.op == "call_module"} & names != names:
+        return None  # a player module was traced through (or never called): run whole
     cut = [n for n in nodes if n in needs_input and n not in after and n.op != "output"
            and any(u in after or u.op == "output" for u in n.users)]
     if not cut or cut == placeholders:

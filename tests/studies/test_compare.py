@@ -78,8 +78,8 @@ def test_compare_end_to_end(trained: nn.Module, tmp_path) -> None:
     res = run_compare(trained, xv, yv, xh, yh, metric="accuracy", shapley_method="exact",
                       random_draws=3, conductance_options={"n_steps": 16}, small_k=3,
                       out_dir=out, seed=1)
-    assert list(res.curves) == [SHAPLEY, "loo", "conductance", "head_importance",
-                                "activation_norm", "weight_norm", "random"]
+    assert list(res.curves) == [SHAPLEY, "loo", "conductance", "activation_norm",
+                                "weight_norm", "random"]
     n = 8
     assert res.max_k == n and res.n_players == n
     full = ns.ModelGame(trained, xh, yh, reference=xv)

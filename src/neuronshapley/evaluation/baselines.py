@@ -57,8 +57,10 @@ from neuronshapley.network.metrics import token_positions
 from neuronshapley.network.players import Layer, PlayerSet
 from neuronshapley.result import ShapleyResult
 
-BASELINES = ("loo", "weight_norm", "activation_norm", "random", "conductance",
-             "head_importance")
+#: The baselines the paper compares with (the default set of comparisons).
+PAPER_BASELINES = ("loo", "weight_norm", "activation_norm", "random", "conductance")
+#: Every baseline ``rank_units`` computes.
+BASELINES = (*PAPER_BASELINES, "head_importance")
 
 
 def _result(
@@ -502,6 +504,7 @@ def rank_units(game: Any, method: str = "conductance", seed: int | None = 0,
 
 __all__ = [
     "BASELINES",
+    "PAPER_BASELINES",
     "BaselineError",
     "activation_norm",
     "conductance",

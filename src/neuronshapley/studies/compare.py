@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from neuronshapley.estimators import estimate
-from neuronshapley.evaluation.baselines import BASELINES, rank_units
+from neuronshapley.evaluation.baselines import BASELINES, PAPER_BASELINES, rank_units
 from neuronshapley.evaluation.removal import prefix_masks
 from neuronshapley.files import atomic_write_text as write_text
 from neuronshapley.files import csv_text
@@ -224,7 +224,7 @@ def run_compare(
     heldout_extra: Any = None,
     shapley_method: str | None = "auto",
     shapley_options: Mapping[str, Any] | None = None,
-    baselines: Sequence[str] = BASELINES,
+    baselines: Sequence[str] = PAPER_BASELINES,
     rankings: Mapping[str, ShapleyResult] | None = None,
     max_k: int | None = None,
     small_k: int = 10,
@@ -254,7 +254,8 @@ def run_compare(
             ``benchmarks/``); ``"tmab"`` (with ``k`` in the options) certifies a top-k when
             its budget suffices (:func:`shapley_options` builds the options of a setup for
             a method). ``shapley_method=None`` leaves Shapley out.
-        baselines: names from :data:`neuronshapley.evaluation.baselines.BASELINES`.
+        baselines: names from :data:`neuronshapley.evaluation.baselines.BASELINES` (default:
+            ``PAPER_BASELINES``, the paper's five).
         rankings: precomputed results by name (e.g. ``{"shapley": ShapleyResult.load(...)}``),
             used instead of computing them.
         max_k: K, the largest number of removed units (default: all players).

@@ -69,5 +69,5 @@ def test_control_variate_refuses_vector_games():
     game = AdditiveGame(np.ones((5, 2)))
     with pytest.raises(ValueError, match="one output"):
         ns.estimate(game, method="permutation", control="surrogate")
-    with pytest.raises(ValueError, match="control must be"):
+    with pytest.raises(ValueError, match="control takes a ControlVariate or None"):
         ns.estimate(_collapse(), method="permutation", control="loo")

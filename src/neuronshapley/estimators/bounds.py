@@ -6,6 +6,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from neuronshapley.estimators.params import TypePolicy
+
 
 def normal_halfwidth(var: np.ndarray, count: np.ndarray, confidence: float) -> np.ndarray:
     """Two-sided normal-approximation half-width at ``confidence`` (per player, not joint).
@@ -44,7 +46,7 @@ def union_normal_halfwidth(var: np.ndarray, count: np.ndarray, delta: float) -> 
 
 
 # ------------------------------------------------------------------ bounds as policies
-class Bound:
+class Bound(TypePolicy):
     """A confidence bound policy for the top-k bandit: per-player intervals from samples.
 
     :meth:`halfwidths` gives half-widths (n, d) from the running statistics, the observed
@@ -60,15 +62,6 @@ class Bound:
     def halfwidths(self, var: np.ndarray, count: np.ndarray, value_range: float | np.ndarray,
                    delta: float) -> np.ndarray:
         raise NotImplementedError
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class Bernstein(Bound):

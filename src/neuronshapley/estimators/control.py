@@ -7,24 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from neuronshapley.errors import InputError
+from neuronshapley.estimators.params import TypePolicy
 
 
-class ControlVariate:
+class ControlVariate(TypePolicy):
     """Builds the per-run control (``start``) once V(N) and V(empty) are known."""
 
     name = "control"
 
     def start(self, n: int, v_full: Any, v_null: Any, resamples: bool, seed: int) -> Any:
         raise NotImplementedError
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class Surrogate(ControlVariate):

@@ -143,3 +143,16 @@ def describe(params: Sequence[Param]) -> list[str]:
 
 
 __all__ = ["Param", "describe", "validate"]
+
+
+class TypePolicy:
+    """A policy with no settings: equal to, and hashed and shown as, its class."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from neuronshapley import __version__
 from neuronshapley.cli.app import app
 
-VALUE_COLUMNS = ["player", "value", "ci_low", "ci_high", "samples", "rank"]
+VALUE_COLUMNS = ["player", "value", "ci_low", "ci_high", "unit_low", "unit_high", "top_k",
+                 "samples", "rank"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,6 +58,8 @@ def test_demo_writes_result_files(demo_run, cache: Path) -> None:
     assert all(r["player"].startswith("features.") for r in rows)
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["method"] == "tmab" and meta["n_players"] == 80
+    assert meta["intervals"] == "joint" and meta["info"]["guarantee"] is True
+    assert {r["top_k"] for r in rows} <= {"in", "out", "undecided"}
     with (out / "ablation.csv").open(newline="") as fh:
         ablation = list(csv.DictReader(fh))
     assert {r["split"] for r in ablation} == {"test", "train"}

@@ -7,7 +7,7 @@ traceback; run a command inside :func:`library_errors` to get that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -44,6 +44,19 @@ def int_list(text: str | None, what: str) -> list[int] | None:
 def out_console() -> Console:
     """Console for a command's normal output (stdout)."""
     return Console()
+
+
+@contextmanager
+def study_command(threads: int, progress: bool
+                  ) -> Iterator[tuple[Console, Callable[[str], None] | None]]:
+    """The body of a study command: ``(console, log)`` (log prints progress lines, None
+    without ``progress``), the library's errors as one line, ``threads`` torch threads."""
+    from neuronshapley.runtime import torch_threads
+
+    console = out_console()
+    log = (lambda m: console.print(m, highlight=False)) if progress else None
+    with library_errors(), torch_threads(threads):
+        yield console, log
 
 
 def err_console() -> Console:

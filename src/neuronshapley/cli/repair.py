@@ -14,7 +14,6 @@ import typer
 
 from neuronshapley.cli.common import ShowProgress, Threads, int_list
 from neuronshapley.cli.model_options import PANEL, ModelOptions, with_model_options
-from neuronshapley.runtime import torch_threads
 
 
 def _floats(text: str, what: str = "--clean-weights", count: int | None = None) -> list[float]:
@@ -52,7 +51,7 @@ MaxEvaluations = Annotated[int, typer.Option(min=1, help="Shapley budget of game
 
 def register(app: typer.Typer) -> None:
     """Add the ``fairness`` and ``adversarial`` commands to ``app``."""
-    from neuronshapley.cli.common import library_errors, out_console
+    from neuronshapley.cli.common import study_command
 
     @app.command()
     @with_model_options
@@ -97,9 +96,7 @@ def register(app: typer.Typer) -> None:
             write_fairness,
         )
 
-        console = out_console()
-        log = (lambda m: console.print(m, highlight=False)) if progress else None
-        with library_errors(), torch_threads(threads):
+        with study_command(threads, progress) as (console, log):
             _check_method(method)
             if spec.is_user_model(()):
                 if groups is None or target_group is None:
@@ -171,9 +168,7 @@ def register(app: typer.Typer) -> None:
             write_adversarial,
         )
 
-        console = out_console()
-        log = (lambda m: console.print(m, highlight=False)) if progress else None
-        with library_errors(), torch_threads(threads):
+        with study_command(threads, progress) as (console, log):
             _check_method(method)
             if eps <= 0:
                 raise ValueError(f"--eps must be positive, got {eps}")

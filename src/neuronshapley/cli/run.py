@@ -254,16 +254,29 @@ def _print_outcome(console: Any, outcome: Any) -> None:
 
     result = outcome.result
     rows = summary_rows(result, 10)
-    conf = result.confidence if result.confidence is not None else 0.95
+    shown = result if result.values.ndim == 1 else result.output(0)
     metric = escape(str(result.info.get("metric")))
     table = Table(title=f"Top {len(rows)} units by Shapley value ({metric})",
                   title_justify="left")
-    for col, just in (("rank", "right"), ("unit", "left"), ("value", "right"),
-                      (f"{100 * conf:.0f}% interval", "right"), ("samples", "right")):
+    units = bool(rows) and "unit_low" in rows[0]
+    status = bool(rows) and "top_k" in rows[0]
+    columns = [("rank", "right"), ("unit", "left"), ("value", "right")]
+    if units:
+        level = f"{100 * shown.confidence:.0f}% " if shown.confidence else ""
+        columns.append((f"per-unit {level}interval", "right"))
+    columns.append((shown.interval_label(), "right"))
+    if status:
+        columns.append((f"top-{shown.params.get('k')}", "left"))
+    for col, just in (*columns, ("samples", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
-        table.add_row(str(r["rank"]), escape(r["player"]), f"{r['value']:+.4f}",
-                      f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", str(r["samples"]))
+        cells = [str(r["rank"]), escape(r["player"]), f"{r['value']:+.4f}"]
+        if units:
+            cells.append(f"[{r['unit_low']:+.4f}, {r['unit_high']:+.4f}]")
+        cells.append(f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
+        if status:
+            cells.append(r["top_k"])
+        table.add_row(*cells, str(r["samples"]))
     console.print(table)
     info = result.info
     console.print(
@@ -271,6 +284,11 @@ def _print_outcome(console: Any, outcome: Any) -> None:
         f"{result.wall_time:.1f} s"
         + (f"; converged: {info.get('converged')}" if "converged" in info else ""),
         highlight=False)
+    summary = shown.top_k_summary()
+    if summary:
+        console.print(summary, highlight=False)
+    if info.get("intervals_note"):
+        console.print(f"intervals: {escape(str(info['intervals_note']))}", highlight=False)
     for note in outcome.notes:
         console.print(f"note: {escape(note)}", highlight=False)
     files = ", ".join(escape(str(p)) for p in outcome.files.values())

@@ -28,7 +28,8 @@ import torch
 
 from neuronshapley.estimators import estimate
 from neuronshapley.evaluation.removal import removal_curve, removal_masks
-from neuronshapley.files import atomic_write_text, csv_text, interrupts_deferred
+from neuronshapley.files import atomic_write_text, csv_text
+from neuronshapley.interrupts import deferred_interrupts
 from neuronshapley.network.game import ModelGame
 from neuronshapley.pipeline.outdir import OutputFolder
 from neuronshapley.progress import ProgressFn, make_progress
@@ -291,7 +292,7 @@ def _run(
         estimate_time=float(result.wall_time), wall_time=0.0, settings=settings,
     )
     ablation_path = out / "ablation.csv"
-    with interrupts_deferred():  # a second Ctrl-C waits until the set is written
+    with deferred_interrupts():  # a second Ctrl-C waits until the set is written
         folder.clear_previous()  # the folder never holds files of two runs
         result.save(out)
         atomic_write_text(ablation_path, _ablation_csv(rows, summary.top_removed))

@@ -90,8 +90,7 @@ def plot_top_units(result: ShapleyResult, path: str | os.PathLike[str], k: int =
     ax.set_yticks(y, [r["player"] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.8)
-    conf = f"{100 * result.confidence:.0f}% " if result.confidence else ""
-    ax.set_xlabel(f"Shapley value with {conf}confidence interval")
+    ax.set_xlabel(f"Shapley value with its {result.interval_label()}")
     ax.set_title(f"Top {len(rows)} units", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return save_figure(fig, path)

@@ -1,10 +1,11 @@
 """End-to-end demo: Neuron Shapley values of the 80 conv filters of a small digits CNN.
 
 :func:`run_demo` trains (or loads from the cache) :func:`~neuronshapley.zoo.pretrained_digits_cnn`,
-values every conv filter by its Shapley value towards test accuracy with TMAB (the paper's
-truncated multi-armed bandit for the top-k), then checks the values by ablation: accuracy after
-removing the ``j`` filters with the largest values versus ``j`` random filters, on the test
-images the values were estimated on and on the training images, which the estimate never saw.
+values every conv filter by its Shapley value towards accuracy on the valuation split with
+TMAB (the paper's truncated multi-armed bandit for the top-k), then checks the values by
+ablation: accuracy after removing the ``j`` filters with the largest values versus ``j`` random
+filters, on the valuation images the values were estimated on and on the test images, which
+neither the training nor the estimate saw (:func:`~neuronshapley.zoo.load_digits_split`).
 
 Files written into ``out_dir``:
 
@@ -36,8 +37,8 @@ from neuronshapley.progress import ProgressFn, make_progress
 from neuronshapley.result import ShapleyResult, library_versions
 from neuronshapley.runtime import torch_threads
 
-#: Default TMAB evaluation budget. One evaluation (accuracy of a sub-network on the 360 test
-#: images) costs ~6 ms on one CPU thread with the command line's malloc settings (162
+#: Default TMAB evaluation budget. One evaluation (accuracy of a sub-network on the 359
+#: valuation images) costs ~6 ms on one CPU thread with the command line's malloc settings (162
 #: evaluations/s measured), so the demo, training and report included, takes about 1.5 min
 #: on an idle 2-core machine and stays under 5 min on a busy one (~70 evaluations/s).
 DEFAULT_MAX_EVALUATIONS = 12_000
@@ -55,7 +56,7 @@ _ABLATION_SEED_TAG = 0x5EED_AB1A  # separates the ablation draws' random stream 
 class AblationRow:
     """Accuracy on one split after removing ``removed`` filters."""
 
-    split: str  # "test" (the values were estimated on it) or "train" (held out)
+    split: str  # "valuation" (the values were estimated on it) or "test" (held out)
     removed: int
     top: float  # accuracy without the ``removed`` filters of largest Shapley value
     random_mean: float  # mean accuracy over the random draws of ``removed`` filters
@@ -72,8 +73,8 @@ class DemoSummary:
     result: ShapleyResult
     ablation: list[AblationRow]
     top_removed: list[str]  # filters by decreasing Shapley value (the removal order)
-    model_test_accuracy: float
-    model_train_accuracy: float
+    model_test_accuracy: float  # on the test split (held out)
+    model_valuation_accuracy: float
     evaluations: int  # game evaluations spent by TMAB
     ablation_evaluations: int  # game evaluations spent by the ablation check (both splits)
     estimate_time: float  # seconds spent in TMAB
@@ -82,7 +83,7 @@ class DemoSummary:
     files: dict[str, Path] = field(default_factory=dict)
 
     def row(self, split: str, removed: int) -> AblationRow:
-        """The ablation row for ``split`` ("test" or "train") and ``removed`` filters."""
+        """The ablation row for ``split`` ("valuation" or "test") and ``removed`` filters."""
         for r in self.ablation:
             if r.split == split and r.removed == removed:
                 return r
@@ -91,14 +92,14 @@ class DemoSummary:
     def interpretation(self) -> str:
         """One sentence on what the ablation shows."""
         j = int(self.settings["k"])
-        test, train = self.row("test", j), self.row("train", j)
-        base_test, base_train = self.row("test", 0), self.row("train", 0)
+        test, val = self.row("test", j), self.row("valuation", j)
+        base_test, base_val = self.row("test", 0), self.row("valuation", 0)
         noun = "filter" if j == 1 else "filters"
         return (
-            f"Removing the {j} top Shapley {noun} drops test accuracy from "
-            f"{_pct(base_test.top)} to {_pct(test.top)} (training images, unseen by the "
-            f"estimate: {_pct(base_train.top)} to {_pct(train.top)}); removing {j} random "
-            f"{noun} leaves {_pct(test.random_mean)} on average "
+            f"Removing the {j} top Shapley {noun} drops held-out test accuracy from "
+            f"{_pct(base_test.top)} to {_pct(test.top)} (valuation images, where the values "
+            f"were estimated: {_pct(base_val.top)} to {_pct(val.top)}); removing {j} random "
+            f"{noun} leaves {_pct(test.random_mean)} on test on average "
             f"(worst of {test.draws} draws: {_pct(test.random_min)})."
         )
 
@@ -107,7 +108,7 @@ class DemoSummary:
         info = self.result.info
         return {
             "model_test_accuracy": self.model_test_accuracy,
-            "model_train_accuracy": self.model_train_accuracy,
+            "model_valuation_accuracy": self.model_valuation_accuracy,
             "tmab": {
                 "evaluations": int(self.evaluations),
                 "wall_time_s": round(self.estimate_time, 3),
@@ -158,7 +159,7 @@ def run_demo(
         k: size of the top set TMAB separates (and an ablation size).
         report_html: also write ``report.html`` and its figures (see :mod:`.report`).
         max_evaluations: TMAB's budget of game evaluations (one evaluation = accuracy of one
-            sub-network on the 360 test images); the default keeps the demo under
+            sub-network on the 359 valuation images); the default keeps the demo under
             1.5 minutes on one idle CPU core.
         num_threads: torch CPU threads while the demo runs (restored after); 1 by default
             because the machines this runs on are shared; None leaves torch's setting.
@@ -223,18 +224,20 @@ def _run(
         t0 = time.perf_counter()
         model, data = pretrained_digits_cnn(cache_dir=cache_dir, seed=seed)
         model_seconds = time.perf_counter() - t0
-        game = ModelGame(model, data.x_test, data.y_test, metric="accuracy",
+        game = ModelGame(model, data.x_valuation, data.y_valuation, metric="accuracy",
                          players=PLAYER_LAYERS, replacement="mean")
         # Held-out check: the same players, removed the same way (replaced by their mean
-        # activation on the test images), evaluated on the training images.
-        train_game = ModelGame(model, data.x_train, data.y_train, metric="accuracy",
-                               players=game.players_set, reference=data.x_test,
-                               replacement="mean")
+        # activation on the valuation images), evaluated on the test images.
+        test_game = ModelGame(model, data.x_test, data.y_test, metric="accuracy",
+                              players=game.players_set, reference=data.x_valuation,
+                              replacement="mean")
+    n_split = data.sizes()
     layers = ", ".join(f"{ly.name} ({ly.n_units})" for ly in game.players_set.layers)
     console.print(
         f"Model ready in {model_seconds:.1f} s. Players: {game.n_players} filters in {layers}; "
-        f"V = accuracy on {len(data.y_test)} test images, removed filters replaced by their "
-        "mean activation."
+        f"V = accuracy on {n_split['valuation']} valuation images, removed filters replaced by "
+        f"their mean activation; held-out check on {n_split['test']} test images (model "
+        f"trained on {n_split['train']})."
     )
     sizes = sorted({j for j in (*ablation_sizes, k) if 0 <= j <= game.n_players} | {0})
 
@@ -246,7 +249,8 @@ def _run(
         close()
     result.info.update(
         game=repr(game), game_fingerprint=game.fingerprint(), model=model.arch_id,
-        data=f"scikit-learn digits, test split of seed {seed} ({len(data.y_test)} images)",
+        data=f"scikit-learn digits, valuation split of seed {seed} "
+        f"({n_split['valuation']} images)",
     )
 
     order = result.ranking()
@@ -256,7 +260,7 @@ def _run(
     ablation_evals = 0
     accuracies: dict[str, float] = {}
     with console.status("Ablation check: removing top and random filters..."):
-        for split, g in (("test", game), ("train", train_game)):
+        for split, g in (("valuation", game), ("test", test_game)):
             before = g.evaluations
             top_v, rand_v = removal_curve(g, top_masks, rand_masks)
             ablation_evals += g.evaluations - before
@@ -279,15 +283,15 @@ def _run(
         "replacement": "mean",
         "ablation_sizes": sizes,
         "random_draws": random_draws,
-        "ablation_reference": "mean activations on the test images (as for the values)",
-        "test_images": len(data.y_test),
-        "train_images": len(data.y_train),
+        "ablation_reference": "mean activations on the valuation images (as for the values)",
+        "split_sizes": n_split,
         "model": model.arch_id,
         "cache_dir": str(cache_dir) if cache_dir is not None else None,
     }
     summary = DemoSummary(
         out_dir=out, result=result, ablation=rows, top_removed=result.top(game.n_players),
-        model_test_accuracy=accuracies["test"], model_train_accuracy=accuracies["train"],
+        model_test_accuracy=accuracies["test"],
+        model_valuation_accuracy=accuracies["valuation"],
         evaluations=int(result.evaluations), ablation_evaluations=ablation_evals,
         estimate_time=float(result.wall_time), wall_time=0.0, settings=settings,
     )
@@ -326,7 +330,8 @@ def _print_summary(console: Any, summary: DemoSummary) -> None:
 
     result, k = summary.result, int(summary.settings["k"])
     conf = result.confidence if result.confidence is not None else 0.95
-    top = Table(title=f"Top {k} filters by Shapley value (test accuracy)", title_justify="left")
+    top = Table(title=f"Top {k} filters by Shapley value (valuation accuracy)",
+                title_justify="left")
     top.add_column("rank", justify="right")
     top.add_column("filter")
     top.add_column("value", justify="right")
@@ -353,17 +358,17 @@ def _print_summary(console: Any, summary: DemoSummary) -> None:
     abl = Table(
         title="Accuracy (%) after removing filters",
         title_justify="left",
-        caption="test: the images the values were estimated on; train: held out. "
+        caption="valuation: the images the values were estimated on; test: held out. "
         f"top: the filters with the largest values; random: mean (min-max) of {draws} draws",
         caption_justify="left",
     )
     abl.add_column("removed", justify="right")
-    for label in ("test", "train"):
+    for label in ("valuation", "test"):
         abl.add_column(f"{label}\ntop", justify="right")
         abl.add_column(f"{label}\nrandom", justify="right")
     for j in summary.settings["ablation_sizes"]:
         cells = [str(j)]
-        for split in ("test", "train"):
+        for split in ("valuation", "test"):
             r = summary.row(split, j)
             cells += [f"{100 * r.top:.1f}", f"{100 * r.random_mean:.1f} "
                       f"({100 * r.random_min:.1f}-{100 * r.random_max:.1f})"]

@@ -217,17 +217,17 @@ def _removal_curves(d: Path) -> tuple[list[Curve], str]:
     path = d / "ablation.csv"
     if path.is_file():
         curves = []
-        for split, mine in _by(_read_csv(path), "split"):
+        for i, (split, mine) in enumerate(_by(_read_csv(path), "split")):
             k = _floats(mine, "removed")
-            style = "-" if split == "test" else "--"
+            style = "-" if i == 0 else "--"  # the first split is the one values came from
             curves.append(Curve(f"top Shapley ({split})", k, _floats(mine, "top_accuracy"),
                                 style=style))
             curves.append(Curve(f"random ({split})", k, _floats(mine, "random_mean"),
                                 (_floats(mine, "random_min"), _floats(mine, "random_max")),
                                 style=style))
         return curves, ("From ablation.csv: accuracy after removing the top-k Shapley units "
-                        "versus k random units (band: min-max over draws); test = the data "
-                        "the values were estimated on.")
+                        "versus k random units (band: min-max over draws); solid: the data the "
+                        "values were estimated on, dashed: held-out data.")
     path = d / "removal.csv"
     if path.is_file():
         rows = _read_csv(path)

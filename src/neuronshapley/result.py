@@ -198,6 +198,28 @@ class ShapleyResult:
             rows.append(row)
         return rows
 
+    def display_table(self, k: int) -> tuple[list[str], list[list[str]]]:
+        """Column names and formatted cells of the best ``k`` rows, as the command line and
+        the report show them: rank, unit, value, [per-unit interval,] the labelled interval,
+        [top-k status,] samples."""
+        rows = self.table(min(k, self.n_players))
+        per_unit = bool(rows) and "unit_low" in rows[0]
+        status = bool(rows) and "top_k" in rows[0]
+        level = f"{100 * self.confidence:.0f}% " if self.confidence else ""
+        heads = ["rank", "unit", "value", *([f"per-unit {level}interval"] if per_unit else []),
+                 self.interval_label(), *([f"top-{self.params.get('k')}"] if status else []),
+                 "samples"]
+        cells = []
+        for r in rows:
+            row = [str(r["rank"]), r["player"], f"{r['value']:+.4f}"]
+            if per_unit:
+                row.append(f"[{r['unit_low']:+.4f}, {r['unit_high']:+.4f}]")
+            row.append(f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
+            if status:
+                row.append(r["top_k"])
+            cells.append([*row, str(r["samples"])])
+        return heads, cells
+
     def top_k_summary(self) -> str | None:
         """E.g. ``"top-10 (joint 95%): 7 certainly in, 60 certainly out, 13 undecided"``;
         None where the intervals certify no top-k."""

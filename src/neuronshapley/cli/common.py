@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,6 +25,9 @@ EXIT_INTERRUPTED = 130
 #: Exceptions shown as a one-line message instead of a traceback.
 LIBRARY_ERRORS: tuple[type[BaseException], ...] = (NeuronShapleyError, ValueError, OSError)
 
+#: The ``--out`` option of the study commands (each gives its own default folder).
+OutFolder = Annotated[Path, typer.Option("--out", help="Folder for the result files.",
+                                         file_okay=False)]
 #: The ``--threads`` option of the study commands.
 Threads = Annotated[int, typer.Option(min=1, help="Torch CPU threads.")]
 #: The ``--progress/--no-progress`` option of the study commands.

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from neuronshapley.cli.common import ShowProgress, Threads, int_list
+from neuronshapley.cli.common import OutFolder, ShowProgress, Threads, int_list
 from neuronshapley.cli.model_options import PANEL, ModelOptions, with_model_options
 
 
@@ -57,8 +57,7 @@ def register(app: typer.Typer) -> None:
     @with_model_options
     def fairness(
         spec: ModelOptions,
-        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
-                                          file_okay=False)] = Path("neuronshapley-fairness"),
+        out: OutFolder = Path("neuronshapley-fairness"),
         benchmark: Annotated[str, typer.Option(
             help="Built-in: digits (coloured digits, colour shortcut) or adult (UCI Adult, "
                  "sex); ignored with your own --model.")] = "digits",
@@ -129,8 +128,7 @@ def register(app: typer.Typer) -> None:
     @with_model_options
     def adversarial(
         spec: ModelOptions,
-        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
-                                          file_okay=False)] = Path("neuronshapley-adversarial"),
+        out: OutFolder = Path("neuronshapley-adversarial"),
         input_range: Annotated[str, typer.Option(
             help="LOW,HIGH: adversarial inputs stay in this range (the data's pixel range).")
         ] = "0,1",

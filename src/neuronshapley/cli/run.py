@@ -250,33 +250,17 @@ def _players_from_result(model: Any, result_dir: Path, cfg: Any) -> Any:
 
 
 def _print_outcome(console: Any, outcome: Any) -> None:
-    from neuronshapley.pipeline.runner import summary_rows
-
     result = outcome.result
-    rows = summary_rows(result, 10)
     shown = result if result.values.ndim == 1 else result.output(0)
+    heads, cells = shown.display_table(10)
     metric = escape(str(result.info.get("metric")))
-    table = Table(title=f"Top {len(rows)} units by Shapley value ({metric})",
+    table = Table(title=f"Top {len(cells)} units by Shapley value ({metric})",
                   title_justify="left")
-    units = bool(rows) and "unit_low" in rows[0]
-    status = bool(rows) and "top_k" in rows[0]
-    columns = [("rank", "right"), ("unit", "left"), ("value", "right")]
-    if units:
-        level = f"{100 * shown.confidence:.0f}% " if shown.confidence else ""
-        columns.append((f"per-unit {level}interval", "right"))
-    columns.append((shown.interval_label(), "right"))
-    if status:
-        columns.append((f"top-{shown.params.get('k')}", "left"))
-    for col, just in (*columns, ("samples", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in rows:
-        cells = [str(r["rank"]), escape(r["player"]), f"{r['value']:+.4f}"]
-        if units:
-            cells.append(f"[{r['unit_low']:+.4f}, {r['unit_high']:+.4f}]")
-        cells.append(f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
-        if status:
-            cells.append(r["top_k"])
-        table.add_row(*cells, str(r["samples"]))
+    for col in heads:
+        table.add_column(col, justify="left" if col == "unit" or col.startswith("top-")
+                         else "right")
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
     console.print(table)
     info = result.info
     console.print(

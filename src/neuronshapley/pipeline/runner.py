@@ -519,12 +519,6 @@ def _budget(method: str, options: dict[str, Any], n: int) -> int | None:
     return None
 
 
-def summary_rows(result: ShapleyResult, k: int = 10) -> list[dict[str, Any]]:
-    """The top ``k`` rows of a (scalar, or first output of a vector) result."""
-    res = result if result.values.ndim == 1 else result.output(0)
-    return res.table(min(k, res.n_players))
-
-
 __all__ = [
     "RunConfig",
     "RunError",
@@ -533,6 +527,5 @@ __all__ = [
     "estimator_accepts",
     "load_config",
     "run",
-    "summary_rows",
 ]
 

@@ -268,26 +268,10 @@ def render_html(
         parts.append('<p class="warn">This run was interrupted (Ctrl-C): the values are those '
                      "computed so far, with wider intervals.</p>")
     parts.append(f'<table class="facts">{rows}</table>')
-    shown = result.table(min(15, result.n_players))
-    per_unit = bool(shown) and "unit_low" in shown[0]
-    status = bool(shown) and "top_k" in shown[0]
-    level = f"{100 * result.confidence:.0f}% " if result.confidence else ""
-
-    def cells(r: dict[str, Any]) -> str:
-        out = [str(r["rank"]), _esc(r["player"]), f"{r['value']:+.4f}"]
-        if per_unit:
-            out.append(f"[{r['unit_low']:+.4f}, {r['unit_high']:+.4f}]")
-        out.append(f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
-        if status:
-            out.append(r["top_k"])
-        out.append(str(r["samples"]))
-        return "".join(f"<td class=num>{c}</td>" if i != 1 else f"<td>{c}</td>"
-                       for i, c in enumerate(out))
-
-    heads = ["rank", "unit", "value", *([f"per-unit {level}interval"] if per_unit else []),
-             result.interval_label(), *([f"top-{result.params.get('k')}"] if status else []),
-             "samples"]
-    top_rows = "".join(f"<tr>{cells(r)}</tr>" for r in shown)
+    heads, shown = result.display_table(15)
+    top_rows = "".join(
+        "<tr>" + "".join(f"<td>{_esc(c)}</td>" if j == 1 else f"<td class=num>{_esc(c)}</td>"
+                         for j, c in enumerate(row)) + "</tr>" for row in shown)
     parts += [
         "<h2>Top units</h2>",
         '<div class="row"><div>'

@@ -115,7 +115,7 @@ class EfficientNetStudy:
 def run_efficientnet_study(
     out_dir: str | os.PathLike[str], setup: EfficientNetSetup | None = None,
     shapley_seeds: Sequence[int] = (0, 1), max_evaluations: int = 30_000, strata: int = 4,
-    n_steps: int = 50, random_draws: int = 3, thresholds: Sequence[float] = THRESHOLDS,
+    n_steps: int = 16, random_draws: int = 3, thresholds: Sequence[float] = THRESHOLDS,
     max_k: int | None = None, log: Log | None = None,
 ) -> EfficientNetStudy:
     """Run the study (see the module doc) and write its files into ``out_dir``:
@@ -143,11 +143,13 @@ def run_efficientnet_study(
         s.model, s.value_x, s.value_y, s.test_x, s.test_y, metric="accuracy",
         players=game.players_set, rankings={SHAPLEY: shapley}, max_k=K, small_k=30,
         level=float(thresholds[0]), random_draws=random_draws,
-        conductance_options={"n_steps": n_steps}, seed=0, log=say,
+        conductance_options={"n_steps": n_steps, "batch_size": 2}, seed=0, log=say,
+        game_options={"pass_size": game.pass_size},
         title=f"EfficientNet-Lite0, {n} channels ({', '.join(s.players)}): fidelity on "
               f"{len(s.test_y)} test crops after removing each ranking's top channels")
     test_game = ModelGame(s.model, s.test_x, s.test_y, metric="accuracy",
-                          players=game.players_set, reference=s.value_x, pass_size=8192)
+                          players=game.players_set, reference=s.value_x,
+                          pass_size=game.pass_size)
     seed_curves = [removal_curves(test_game, r.ranking(), n, K)[0] for r in runs]
     breaks = {name: {f"{t:g}": first_below(c.heldout, t) for t in thresholds}
               for name, c in comp.curves.items()}

@@ -114,7 +114,7 @@ class EfficientNetStudy:
 
 def run_efficientnet_study(
     out_dir: str | os.PathLike[str], setup: EfficientNetSetup | None = None,
-    shapley_seeds: Sequence[int] = (0, 1), max_evaluations: int = 30_000, strata: int = 4,
+    shapley_seeds: Sequence[int] = (0, 1), max_evaluations: int = 40_000, strata: int = 4,
     n_steps: int = 16, random_draws: int = 3, thresholds: Sequence[float] = THRESHOLDS,
     max_k: int | None = None, log: Log | None = None,
 ) -> EfficientNetStudy:

@@ -332,7 +332,9 @@ def study_units(
     curves, rand = _removal(test_game, orders, sizes, random_draws, seed)
     seed_curves = np.stack([curves.pop(f"shapley_seed{r.seed}") for r in seed_results])
     curves["random"] = np.mean(np.concatenate([curves["random"][:, None], rand], axis=1), 1)
-    ends = test_game(np.stack([np.ones(len(ids), bool), np.zeros(len(ids), bool)]))
+    both = np.stack([np.ones(len(ids), bool), np.zeros(len(ids), bool)])
+    ends = test_game(both)
+    value_ends = full_game(both)  # V(N), V(empty): what the values share out
     seconds["removal_curves"] = time.perf_counter() - t0
     say(f"  {name}: removal curves {seconds['removal_curves']:.0f} s")
     settings = {"budget_per_seed": budget, "seeds": list(seeds), "walk_sample": walk_sample,
@@ -341,7 +343,8 @@ def study_units(
                 "layers": [ly.name for ly in players.layers],
                 "auto": [r.info.get("auto", {}).get("reason") for r in seed_results],
                 "evaluations": [int(r.evaluations) for r in seed_results],
-                "cached_prefix": gm.cached, "pass_size": gm.pass_size}
+                "cached_prefix": gm.cached, "pass_size": gm.pass_size,
+                "value_full": float(value_ends[0]), "value_empty": float(value_ends[1])}
     return UnitStudy(name, players, rankings, seed_results, sizes, curves, rand, seed_curves,
                      float(ends[0]), float(ends[1]), seconds, settings)
 

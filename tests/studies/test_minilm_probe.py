@@ -18,19 +18,25 @@ if importlib.util.find_spec("scattertext") is None:  # pragma: no cover - depend
 
 from tiny_transformers import tiny_bert  # noqa: E402
 
+from neuronshapley.errors import InputError  # noqa: E402
+from neuronshapley.network.game import ModelGame  # noqa: E402
 from neuronshapley.network.players import discover_players  # noqa: E402
 from neuronshapley.studies.minilm_probe import (  # noqa: E402
     favourite_sentences,
     favourite_tokens,
+    game_model,
+    logit_margin,
     minilm_setup,
     removal_grid,
     study_units,
 )
 from neuronshapley.zoo.minilm import (  # noqa: E402
     ProbedEncoder,
+    ProbedTail,
     encode_texts,
     fit_probe,
     sentence_embeddings,
+    tail_inputs,
 )
 from neuronshapley.zoo.rotten_tomatoes import load_rotten_tomatoes  # noqa: E402
 
@@ -96,6 +102,41 @@ def test_players_are_heads_and_neurons_not_the_probe(tiny) -> None:
     assert not any("probe" in ly.name for ly in players.layers)
 
 
+def test_neuron_games_on_the_cached_tail_give_the_whole_models_values(tiny) -> None:
+    last = discover_players(tiny.model, ["encoder.encoder.layer.1.intermediate"])
+    gm = game_model(tiny, last)
+    assert gm.cached and isinstance(gm.model, ProbedTail)
+    assert gm.test["mlp_hidden"].shape == (24, 12, 37)
+    with torch.no_grad():
+        torch.testing.assert_close(gm.model(**gm.test), tiny.model(**tiny.test_batch))
+    rng = np.random.default_rng(0)
+    masks = rng.random((16, 37)) < rng.random((16, 1))
+    masks[0], masks[1] = True, False
+    for metric in (logit_margin, "accuracy"):
+        whole = ModelGame(tiny.model, tiny.test_batch, tiny.test.targets, metric,
+                          players=last, reference=tiny.value_batch)
+        tail = ModelGame(gm.model, gm.test, tiny.test.targets, metric, players=last,
+                         reference=gm.value, pass_size=gm.pass_size)
+        assert tail.players == whole.players
+        np.testing.assert_allclose(tail(masks), whole(masks), rtol=0, atol=1e-5)
+    # the walks' fresh batches: the same sentences, the same values
+    whole = ModelGame(tiny.model, tiny.value_batch, tiny.value.targets, "accuracy",
+                      players=last, walk_sample=8)
+    tail = ModelGame(gm.model, gm.value, tiny.value.targets, "accuracy", players=last,
+                     walk_sample=8)
+    whole.new_walk(np.random.default_rng(3))
+    tail.new_walk(np.random.default_rng(3))
+    np.testing.assert_array_equal(tail(masks), whole(masks))
+    assert len(np.unique(tail(masks))) > 1
+    # an earlier layer runs on the whole model; the tail refuses it
+    first = discover_players(tiny.model, ["encoder.encoder.layer.0.intermediate"])
+    assert not game_model(tiny, first).cached
+    with pytest.raises(InputError, match="last encoder layer"):
+        ProbedTail(tiny.model, layer=0)
+    assert set(tail_inputs(tiny.model, tiny.value_batch)) == {
+        "mlp_hidden", "attention_output", "attention_mask"}
+
+
 @pytest.mark.slow
 def test_unit_study_and_favourites_on_the_tiny_model(tiny) -> None:
     heads = discover_players(tiny.model, kinds=("attention_heads",))
@@ -112,6 +153,11 @@ def test_unit_study_and_favourites_on_the_tiny_model(tiny) -> None:
     tokens = favourite_tokens(tiny, heads, [0], top_positions=10, top=3)
     assert sum(c for _, c in tokens[heads.ids[0]]) <= 10
     assert isinstance(tiny.model, ProbedEncoder)
+    last = discover_players(tiny.model, ["encoder.encoder.layer.1.intermediate"])
+    n = study_units(tiny, last, "neurons", budget=100, seeds=(0,), walk_sample=12,
+                    conductance_examples=4, n_steps=3, random_draws=1, sizes=[1, 4, 37])
+    assert n.settings["cached_prefix"] and n.sizes == [0, 1, 4, 37]
+    assert n.curves["loo"][0] == pytest.approx(n.full) and n.seed_curves.shape == (1, 4)
 
 
 @pytest.mark.slow
@@ -128,4 +174,9 @@ def test_minilm_folder_loads_offline(monkeypatch) -> None:
     emb = sentence_embeddings(encoder, encode_texts(
         tokenizer, ["A man is eating food.", "A man is eating a piece of bread."], 16))
     assert float(emb[0] @ emb[1]) == pytest.approx(0.7553, abs=2e-3)  # the published pair
+    model = ProbedEncoder(encoder, torch.nn.Linear(384, 2)).eval()
+    batch = encode_texts(tokenizer, ["A gripping, funny film.", "Dull and far too long."], 16)
+    with torch.no_grad():  # the cached tail of layer 5's neurons computes the same logits
+        torch.testing.assert_close(ProbedTail(model)(**tail_inputs(model, batch)),
+                                   model(**batch))
     assert os.environ["HF_HUB_OFFLINE"] == "1"

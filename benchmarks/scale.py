@@ -352,7 +352,8 @@ def render(p: dict[str, Any]) -> str:
         "photos, then seeded random crops and flips). ModelGame defaults: the layers before "
         "the first player layer run once per image (prefix cache) and the pass size is "
         f"automatic. {p['threads']} torch thread; the machine (2 cores) is shared with other "
-        "jobs, so rates vary by some 10-30% between runs.", "",
+        "jobs, so every rate depends on their load (the load average at the end is below; "
+        "the plain pass of the whole network is timed beside each game for scale).", "",
         "## Throughput and walks per hour", "",
         "Evaluations/s: median over "
         f"{p['rounds']} calls of walk-shaped masks (one call = one pass of masks), interleaved "

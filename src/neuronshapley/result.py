@@ -213,8 +213,8 @@ class ShapleyResult:
         for r in rows:
             row = [str(r["rank"]), r["player"], f"{r['value']:+.4f}"]
             if per_unit:
-                row.append(f"[{r['unit_low']:+.4f}, {r['unit_high']:+.4f}]")
-            row.append(f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
+                row.append(f"[{r['unit_low']:.4f}, {r['unit_high']:.4f}]")
+            row.append(f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
             if status:
                 row.append(r["top_k"])
             cells.append([*row, str(r["samples"])])

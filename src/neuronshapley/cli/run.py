@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -255,10 +256,10 @@ def _print_outcome(console: Any, outcome: Any) -> None:
     heads, cells = shown.display_table(10)
     metric = escape(str(result.info.get("metric")))
     table = Table(title=f"Top {len(cells)} units by Shapley value ({metric})",
-                  title_justify="left")
+                  title_justify="left", box=box.SIMPLE_HEAD)
     for col in heads:
         table.add_column(col, justify="left" if col == "unit" or col.startswith("top-")
-                         else "right")
+                         else "right", no_wrap=col == "unit")
     for row in cells:
         table.add_row(*(escape(c) for c in row))
     console.print(table)

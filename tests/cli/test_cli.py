@@ -30,13 +30,13 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ns_cache")
+def cache(digits_cache: Path) -> Path:
+    return digits_cache
 
 
 @pytest.fixture(scope="module")
 def demo_run(cache: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One tiny demo run through the CLI (trains the model into ``cache``)."""
+    """One demo run through the CLI (the model comes from ``cache``)."""
     out = tmp_path_factory.mktemp("demo") / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEURONSHAPLEY_CACHE", str(cache))

@@ -191,13 +191,13 @@ def test_cli_commands_with_a_tiny_setup(trained: nn.Module, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_cli_compare_on_digits(tmp_path, monkeypatch) -> None:
-    """``compare`` on the real digits CNN (trained into a temporary cache), tiny budgets."""
+def test_cli_compare_on_digits(tmp_path, monkeypatch, digits_cache) -> None:
+    """``compare`` on the real digits CNN (from the session's model cache), tiny budgets."""
     import typer
 
     from neuronshapley.cli.studies import register
 
-    monkeypatch.setenv("NEURONSHAPLEY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NEURONSHAPLEY_CACHE", str(digits_cache))
     app = typer.Typer()
     register(app)
     runner = CliRunner()

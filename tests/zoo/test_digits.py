@@ -20,11 +20,9 @@ from neuronshapley.zoo import digits as zd
 
 
 @pytest.fixture(scope="module")
-def trained(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[DigitsCNN, DigitsData, Path]:
-    """Train once (1 thread) into a fresh cache dir."""
-    cache = tmp_path_factory.mktemp("ns_cache")
+def trained(digits_cache: Path) -> tuple[DigitsCNN, DigitsData, Path]:
+    """The session's digits CNN (trained once into its cache folder)."""
+    cache = digits_cache
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

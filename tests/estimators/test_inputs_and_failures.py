@@ -152,15 +152,17 @@ def test_tmab_in_process_ctrl_c_then_resume_is_exact(tmp_path):
                 raise KeyboardInterrupt
             return self.game(masks)
 
-    full = ns.estimate(_game(16), method="tmab", k=3, seed=4)
+    budget = {"max_evaluations": 3000}
+    full = ns.estimate(_game(16), method="tmab", k=3, seed=4, **budget)
     for after in range(5, 105, 10):
         folder = tmp_path / str(after)
         try:
-            ns.estimate(Interrupting(after), method="tmab", k=3, seed=4, checkpoint=folder)
+            ns.estimate(Interrupting(after), method="tmab", k=3, seed=4, checkpoint=folder,
+                        **budget)
         except EstimationInterrupted as err:
             assert err.result.info["interrupted"]
         resumed = ns.estimate(_game(16), method="tmab", k=3, seed=4, checkpoint=folder,
-                              resume=True, trust_unfingerprinted=True)
+                              resume=True, trust_unfingerprinted=True, **budget)
         np.testing.assert_array_equal(resumed.values, full.values)
         np.testing.assert_array_equal(resumed.samples, full.samples)
         np.testing.assert_array_equal(resumed.ci_low, full.ci_low)

@@ -41,6 +41,27 @@ def test_control_variate_stays_unbiased(make):
     assert np.abs(z).max() < 4.5, np.abs(z).max()
 
 
+def test_estimated_coefficient_stays_unbiased_and_is_restored_exactly(tmp_path):
+    from neuronshapley.estimators import Surrogate
+
+    game = _collapse(30, seed=4)
+    exact = game.shapley_values()
+    runs = [ns.estimate(game, method="permutation", seed=s, n_permutations=120,
+                        control=Surrogate("estimated")) for s in range(8)]
+    values = np.array([r.values for r in runs])
+    z = (values.mean(0) - exact) / np.maximum(values.std(0, ddof=1) / np.sqrt(8), 1e-12)
+    assert np.abs(z).max() < 4.5
+    assert runs[0].params["control_beta"] == "estimated"
+    # the coefficient and its sums travel with the checkpoint: resume == uninterrupted
+    ckpt = tmp_path / "ck"
+    ns.estimate(game, method="permutation", seed=0, n_permutations=60,
+                control=Surrogate("estimated"), checkpoint=ckpt)
+    resumed = ns.estimate(game, method="permutation", seed=0, n_permutations=120,
+                          control=Surrogate("estimated"), checkpoint=ckpt, resume=True,
+                          trust_unfingerprinted=True)
+    np.testing.assert_array_equal(resumed.values, runs[0].values)
+
+
 def test_control_variate_cuts_the_error_on_a_collapse_game():
     game = _collapse(40, seed=2)
     exact = game.shapley_values()

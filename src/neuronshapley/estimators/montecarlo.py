@@ -136,7 +136,10 @@ class MonteCarlo(Estimator):
     def resolved_params(self) -> dict[str, Any]:
         p = {k: v for k, v in self._params.items() if k not in ("seed", "stop")}
         p["max_evaluations"] = getattr(self, "budget", p["max_evaluations"])
-        p["control"] = None if p["control"] is None else p["control"].name
+        control = p["control"]
+        p["control"] = None if control is None else control.name
+        if control is not None:
+            p.update({f"control_{k}": v for k, v in control.settings().items()})
         if self._params["stop"] is not None:
             p["stop"] = self._params["stop"].describe()
         return p

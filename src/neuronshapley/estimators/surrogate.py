@@ -12,6 +12,13 @@ The surrogate used for walk ``t`` is fitted on walks before ``t`` only, so every
 contribution is conditionally unbiased whatever the fit; the fit only decides how much of
 the variance goes away (measured in ``benchmarks/headroom.py``). ``phi(f)`` is itself a
 Monte-Carlo estimate over many cheap permutations (unbiased, independent of the walks).
+
+The surrogate's part is scaled by a coefficient ``beta`` (regression-adjusted Monte-Carlo):
+each walk contributes ``marginal of V + beta (phi_i(f) - marginal of f)``, with ``beta`` the
+least-squares slope of V's marginals on f's over the walks before (1 until enough are seen,
+kept in [0, 1.5]). A good fit gives beta ~ 1; a poor one shrinks it towards plain
+Monte-Carlo instead of adding its noise. Being fixed before each walk, it keeps every
+contribution unbiased.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from typing import Any
 import numpy as np
 
 KEEP_WALKS = 64  # the surrogate is fitted on at most this many of the latest walks
+MIN_PAIRS = 64  # marginals (V's and f's) seen with one fit before beta is estimated
+BETA_RANGE = (0.0, 1.5)
 FIRST_FIT = 8  # walks before the first fit; refits at 2x, 4x, ... that many
 
 
@@ -101,8 +110,11 @@ class SurrogateControl:
     """
 
     def __init__(self, n: int, v_full: float, v_null: float, seed: int,
-                 permutations: int = 20_000) -> None:
+                 permutations: int = 20_000, estimate_beta: bool = True) -> None:
         self.n, self.seed, self.permutations = n, int(seed), int(permutations)
+        self.estimate_beta = bool(estimate_beta)
+        self.beta = 1.0
+        self.sums = np.zeros(5)  # count, sum f, sum V, sum f*f, sum f*V (this fit's walks)
         self.surrogate = CollapseSurrogate(n, v_null, v_full)
         self.phi: np.ndarray | None = None  # surrogate's Shapley values once fitted
         self.next_fit = FIRST_FIT
@@ -119,10 +131,19 @@ class SurrogateControl:
                 np.random.default_rng([self.seed, self.fits]), self.permutations)
             self.fits += 1
             self.next_fit = 2 * max(self.next_fit, walk_index)
+            self.sums[:] = 0.0  # the slope is of V's marginals on this fit's
         out = np.array(marginals, dtype=np.float64, copy=True)
         if self.phi is not None:
             m = len(out)
-            out[:, 0] += self.phi[perm[:m]] - self.surrogate.marginals(perm)[:m]
+            g = self.surrogate.marginals(perm)[:m]
+            x = out[:, 0].copy()
+            out[:, 0] += self.beta * (self.phi[perm[:m]] - g)
+            if self.estimate_beta:  # the next walk's beta: from this walk and the ones before
+                self.sums += (m, g.sum(), x.sum(), (g * g).sum(), (g * x).sum())
+                count, sg, sx, sgg, sgx = self.sums
+                var = sgg - sg * sg / count
+                if count >= MIN_PAIRS and var > 1e-12:
+                    self.beta = float(np.clip((sgx - sg * sx / count) / var, *BETA_RANGE))
         row = np.full(self.n + 1, np.nan)
         row[: len(values)] = values
         self.perms = np.concatenate([self.perms, perm[None, :]])[-KEEP_WALKS:]
@@ -133,6 +154,7 @@ class SurrogateControl:
         return {"cv.w": self.surrogate.w.copy(), "cv.c": np.array(self.surrogate.c),
                 "cv.phi": np.array([]) if self.phi is None else self.phi.copy(),
                 "cv.counters": np.array([self.next_fit, self.fits]),
+                "cv.beta": np.array([self.beta, *self.sums]),
                 "cv.perms": self.perms.copy(), "cv.values": self.values.copy()}
 
     def restore(self, arrays: dict[str, Any]) -> None:
@@ -141,5 +163,8 @@ class SurrogateControl:
         phi = np.asarray(arrays["cv.phi"], dtype=np.float64)
         self.phi = phi.copy() if phi.size else None
         self.next_fit, self.fits = (int(x) for x in arrays["cv.counters"])
+        if "cv.beta" in arrays:  # checkpoints written before beta was estimated: beta 1
+            beta = np.asarray(arrays["cv.beta"], dtype=np.float64)
+            self.beta, self.sums = float(beta[0]), beta[1:].copy()
         self.perms = np.asarray(arrays["cv.perms"], dtype=np.int64).copy()
         self.values = np.asarray(arrays["cv.values"], dtype=np.float64).copy()

@@ -27,12 +27,13 @@ def set_threads(n: int = 1) -> None:
 
 
 def digits_game(seed: int = 0, **game_options: Any):
-    """The digits CNN accuracy game over all 80 conv filters, on the 360 test images."""
+    """The digits CNN accuracy game over all 80 conv filters, on the 359 valuation images
+    (the game the digits studies value; :func:`neuronshapley.zoo.load_digits_split`)."""
     from neuronshapley import ModelGame
     from neuronshapley.zoo import pretrained_digits_cnn
 
     model, data = pretrained_digits_cnn(seed=seed)
-    return ModelGame(model, data.x_test, data.y_test, metric="accuracy",
+    return ModelGame(model, data.x_valuation, data.y_valuation, metric="accuracy",
                      players=["features.*"], **game_options)
 
 

@@ -266,7 +266,7 @@ def render(p: dict[str, Any], args: argparse.Namespace) -> str:
         "size auto = the ModelGame default.", "",
     ]
     if p["digits"]:
-        lines += table("Digits CNN (80 filters, 360 images)", p["digits"])
+        lines += table("Digits CNN (80 filters, 359 valuation images)", p["digits"])
     if p["efficientnet"]:
         lines += table(f"EfficientNet-Lite0 (21,008 channels, {p['efficientnet'][0]['images']} "
                        "images 224 x 224; walk = the first "

@@ -63,7 +63,7 @@ def _model_and_data(network: str, n_images: int) -> tuple[torch.nn.Module, torch
 
     if network == "digits":
         model, data = pretrained_digits_cnn()
-        return model, data.x_test, data.y_test
+        return model, data.x_valuation, data.y_valuation
     data = make_data("digits")
     model = ResidualCNN()
     fit(model, data, epochs=3)

@@ -71,7 +71,8 @@ def digits_agreement(seed: int = 0) -> dict[str, Any]:
     for dev, precision in (("cpu", "float32"), (DEV, "float32"), (DEV, "tf32")):
         m = copy.deepcopy(model).eval().to(dev)
         games[f"{dev} {precision}"] = {
-            metric: ModelGame(m, data.x_test, data.y_test, metric=metric, players=["features.*"])
+            metric: ModelGame(m, data.x_valuation, data.y_valuation, metric=metric,
+                                players=["features.*"])
             for metric in ("accuracy", "log_prob")
         }
         for g in games[f"{dev} {precision}"].values():

@@ -145,7 +145,7 @@ def main() -> None:
     save_json("headroom", payload)
     lines = [
         "# Headroom on the digits game (what smarter unbiased sampling could still buy)", "",
-        f"{w} full walks of the digits CNN accuracy game ({n} filters, 360 test images), "
+        f"{w} full walks of the digits CNN accuracy game ({n} filters, 359 valuation images), "
         f"seed {args.seed}; `benchmarks/headroom.py`.", "",
         f"Walks die (library's truncation rule) at step {dead.mean():.1f} on average "
         f"(range {dead.min()}-{dead.max()}) of {n}.", "",

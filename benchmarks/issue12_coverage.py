@@ -46,8 +46,8 @@ def games() -> dict[str, tuple[Any, int]]:
 
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "default (zero-fill truncation)": {},
-    "truncation=False": {"truncation": False},
+    "zero-fill truncation (the paper's)": {"truncation": True},
+    "whole walks (the default)": {},
     "roulette fill (keep 0.1)": {"truncation_fill": "roulette"},
     "roulette fill (keep 0.3)": {"truncation_fill": "roulette", "truncation_keep": 0.3},
 }

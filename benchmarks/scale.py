@@ -1,29 +1,25 @@
-"""Scale: a fidelity game on EfficientNet-Lite0 (ImageNet) with all 21,008 conv channels.
+"""Scale: a fidelity game on EfficientNet-Lite0 (ImageNet): walks per hour on this CPU and
+the time to a stable top-k.
 
 V(S) = agreement of the network with S kept (others mean-replaced) with the full network's
-own top-1, on real photos bundled with scikit-image (astronaut, coffee, chelsea, rocket) and
-scikit-learn (china, flower), expanded with random crops and flips to ``--images`` 224x224
-images. Measured in one run, in coalition evaluations per second:
+own top-1, on ``--images`` 224x224 crops of the real photos bundled with scikit-image and
+scikit-learn (:mod:`neuronshapley.zoo.photos`: each photo whole, then seeded random crops
+and flips). ``ModelGame`` runs with its defaults: the layers before the first player layer
+are computed once per image (prefix cache) and the pass size is automatic.
 
-- plain: the bare network on the same images (one forward of all images = one evaluation);
-- engine: ``ModelGame`` on random masks (hooks, mean replacement, metric), in-process, at the
-  automatic pass size and at ``--masks-per-pass``; plain and engine calls are interleaved
-  round-robin (``--rounds``) and each rate is the median of its calls;
-- ray-1 / ray-2: the same evaluations as direct-sampling tasks through the Ray backend's
-  actor pool (``neuronshapley.distributed.backend``), 1 and 2 local workers (start-up timed apart).
+For each player set (``--sets``; see ``PLAYER_SETS``: the head conv, block 15 + head, every
+conv channel): evaluations per second on walk-shaped masks (interleaved round-robin with a
+plain forward pass, median of ``--rounds`` calls each), the truncation point of a few walks
+(coarse grid refined by bisection) and from them the walks per hour.
 
-Then the truncation point of a walk is measured on a few random walks (coarse grid of
-positions; the first grid point whose value is within ``tolerance * |V(N) - V(empty)|`` of
-``V(empty)``), and the time of a full TMAB run is extrapolated with the arithmetic shown: on
-this CPU from the measured rate, and on one GPU from an assumption (no GPU was measured):
-the network's counted FLOPs per image over a stated peak (``--gpu-peak-tflops``, default an
-H100 SXM's FP32 figure) times a stated achievable fraction (``--gpu-fraction``), times the
-engine's masked / plain ratio measured here. ``--gpu-evals-per-s`` replaces that estimate by
-a measured rate.
+Then, on ``--stable-set``, two independent halves of truncated walks (roulette fill,
+different seeds) grow until their top-``--k`` overlap reaches ``--target`` or
+``--budget-minutes`` are spent; if not reached, a parametric bootstrap extrapolates the
+walks needed (marked as an extrapolation). ``--ray`` also times 1 and 2 local Ray workers
+on every channel.
 
-    python benchmarks/scale.py [--images 16] [--threads 1] [--walks 3] [--no-ray]
-                               [--gpu-peak-tflops 67] [--gpu-fraction 0.15]
-                               [--gpu-evals-per-s X]
+    python benchmarks/scale.py [--images 16] [--threads 1] [--sets head,last,all]
+                               [--k 30] [--target 0.9] [--budget-minutes 20] [--ray]
 
 Writes ``results/scale.json`` and ``results/scale.md``.
 """
@@ -40,50 +36,33 @@ import numpy as np
 import torch
 from common import RESULTS, save_json, set_threads
 
-
-def photos() -> dict[str, np.ndarray]:
-    """The colour photos bundled with scikit-image and scikit-learn (no download)."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
-
-    out: dict[str, np.ndarray] = {}
-    for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        try:
-            out[name] = np.asarray(getattr(skimage.data, name)())[..., :3]
-        except Exception:  # noqa: BLE001 - a photo that needs a download is skipped
-            continue
-    sk = load_sample_images()
-    for fname, im in zip(sk.filenames, sk.images, strict=True):
-        out[fname.rsplit("/", 1)[-1].split(".")[0]] = np.asarray(im)[..., :3]
-    return out
+from neuronshapley.estimators.sampler import WALK_CHUNK
 
 
 def image_batch(n_images: int, seed: int = 0, size: int = 224) -> torch.Tensor:
-    """``n_images`` random crops (50-100% of the short side) and flips of the photos,
-    as network inputs (n, 3, size, size)."""
-    from neuronshapley.zoo.efficientnet import preprocess
+    """``n_images`` crops of the bundled photos (:mod:`neuronshapley.zoo.photos`): each
+    photo whole first, then random crops (50-100% of the short side) and flips, as network
+    inputs (n, 3, size, size)."""
+    from neuronshapley.zoo.photos import bundled_photos, crop_inputs, random_crops
 
-    rng = np.random.default_rng(seed)
-    ims = list(photos().values())
-    out = []
-    for i in range(n_images):
-        im = ims[i % len(ims)]
-        h, w = im.shape[:2]
-        c = int(min(h, w) * (1.0 if i < len(ims) else rng.uniform(0.5, 1.0)))
-        y, x = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
-        crop = im[y : y + c, x : x + c]
-        if i >= len(ims) and rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        t = torch.tensor(np.ascontiguousarray(crop)).permute(2, 0, 1).float()[None] / 255
-        out.append(preprocess(t, size))
-    return torch.cat(out)
+    ims = bundled_photos()
+    return crop_inputs(random_crops(n_images, seed, ims, full_first=True), ims, size)
 
 
-def fidelity_game(n_images: int = 16, masks_per_pass: int = 4, seed: int = 0,
-                  threads: int | None = None) -> Any:
-    """The game: agreement with the full model's top-1; all 21,008 channels are players.
+PLAYER_SETS = {
+    # name: (player patterns or None for every conv channel, description)
+    "head": (["_conv_head"], "head conv (1,280 channels)"),
+    "last": (["_blocks.15.*", "_conv_head"], "block 15 + head conv (3,904 channels)"),
+    "all": (None, "every conv channel (21,008; the stem is a player: nothing to cache)"),
+}
 
-    Builds everything from scratch (so it can run inside a Ray worker)."""
+
+def fidelity_game(n_images: int = 16, players: str = "all", seed: int = 0,
+                  threads: int | None = None, **options: Any) -> Any:
+    """The game: agreement with the full model's top-1 on ``n_images`` photo crops, with
+    the channels of ``PLAYER_SETS[players]`` as players (prefix cache and automatic pass
+    size unless ``options`` say otherwise). Builds everything from scratch (so it can run
+    inside a Ray worker)."""
     from neuronshapley import ModelGame
     from neuronshapley.distributed.backend import worker_device
     from neuronshapley.zoo.efficientnet import pretrained_efficientnet_lite0
@@ -95,7 +74,18 @@ def fidelity_game(n_images: int = 16, masks_per_pass: int = 4, seed: int = 0,
     x = image_batch(n_images, seed).to(device)
     with torch.inference_mode():
         y = model(x).argmax(1)
-    return ModelGame(model, x, y, metric="accuracy", pass_size=n_images * masks_per_pass)
+    return ModelGame(model, x, y, metric="accuracy", players=PLAYER_SETS[players][0],
+                     **options)
+
+
+def walk_masks(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` consecutive steps of a random permutation walk, from a random start (M, n)."""
+    perm = rng.permutation(n)
+    start = int(rng.integers(0, max(1, n - m)))
+    masks = np.ones((m, n), dtype=bool)
+    for j in range(m):
+        masks[j, perm[: start + j]] = False
+    return masks
 
 
 def race(fns: dict[str, tuple[Any, int]], rounds: int) -> dict[str, float]:
@@ -110,30 +100,6 @@ def race(fns: dict[str, tuple[Any, int]], rounds: int) -> dict[str, float]:
             fn()
             rates[k].append(evals / (time.perf_counter() - t0))
     return {k: float(np.median(v)) for k, v in rates.items()}
-
-
-def flops_per_image(model: torch.nn.Module, example: torch.Tensor) -> float:
-    """Floating-point operations of one image: 2 x multiply-adds of every conv and linear
-    layer (batch norms, activations and pooling not counted)."""
-    total = 0
-
-    def count(module: torch.nn.Module, _inp: object, out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, torch.nn.Conv2d):
-            per_out = module.in_channels // module.groups * int(np.prod(module.kernel_size))
-            total += 2 * out[0].numel() * per_out
-        elif isinstance(module, torch.nn.Linear):
-            total += 2 * out[0].numel() * module.in_features
-
-    handles = [m.register_forward_hook(count) for m in model.modules()
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    try:
-        with torch.inference_mode():
-            model(example[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return float(total)
 
 
 def ray_rate(factory, workers: int, n_players: int, tasks: int, players_per_task: int,
@@ -204,181 +170,253 @@ def truncation_points(game, walks: int, grid: int, tolerance: float, seed: int) 
     return out
 
 
+def top_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Share of the top-``k`` players of values ``a`` that are also in the top-``k`` of ``b``."""
+    ta = set(np.argsort(-a, kind="stable")[:k].tolist())
+    return len(ta & set(np.argsort(-b, kind="stable")[:k].tolist())) / k
+
+
+def _pooled(runs: list[Any]) -> Any:
+    from neuronshapley.estimators.merge import merge_results
+
+    return runs[0] if len(runs) == 1 else merge_results(runs)
+
+
+def stability(game: Any, k: int, target: float, budget_s: float, batch_walks: int,
+              seeds: tuple[int, int]) -> dict[str, Any]:
+    """Two independent halves of truncated walks (roulette fill), grown ``batch_walks``
+    walks at a time each (seeds ``seeds[h] + round``), until their top-``k`` overlap
+    reaches ``target`` or ``budget_s`` seconds are spent. Returns the trajectory and the
+    final halves' values and standard errors."""
+    from neuronshapley import estimate
+
+    halves: list[list[Any]] = [[], []]
+    trace = []
+    t0 = time.perf_counter()
+    walk_seconds = 0.0
+    r = 0
+    while True:
+        for h in (0, 1):
+            t1 = time.perf_counter()
+            halves[h].append(estimate(game, method="truncated", seed=seeds[h] + r,
+                                      n_permutations=batch_walks,
+                                      truncation_fill="roulette", progress=False))
+            walk_seconds += time.perf_counter() - t1
+        r += 1
+        a, b = _pooled(halves[0]), _pooled(halves[1])
+        ov = top_overlap(a.values, b.values, k)
+        elapsed = time.perf_counter() - t0
+        trace.append({"walks_per_half": r * batch_walks, "overlap": ov, "elapsed_s": elapsed,
+                      "evaluations": int(a.evaluations + b.evaluations)})
+        print(f"  {r * batch_walks:4d} walks per half, top-{k} overlap {ov:.2f}, "
+              f"{elapsed / 60:.1f} min", flush=True)
+        if ov >= target or elapsed >= budget_s:
+            break
+    z = 1.959963984540054  # the merged intervals are normal 95% intervals
+    se = [np.asarray((res.ci_high - res.ci_low) / (2 * z)) for res in (a, b)]
+    walks = 2 * r * batch_walks
+    return {"k": k, "target": target, "budget_s": budget_s, "batch_walks": batch_walks,
+            "seeds": list(seeds), "trace": trace, "reached": ov >= target,
+            "walks": walks, "walk_seconds": walk_seconds,
+            "walks_per_hour": walks / walk_seconds * 3600,
+            "evaluations_per_walk": (a.evaluations + b.evaluations) / walks,
+            "_values": (a.values, b.values), "_se": se}
+
+
+def extrapolate(values: tuple[np.ndarray, np.ndarray], se: list[np.ndarray], walks: int,
+                k: int, target: float, sims: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Walks per half at which two independent halves' top-``k`` overlap would reach
+    ``target``: a parametric bootstrap around the measured values (an extrapolation).
+
+    Truth = the mean of the two halves (``raw``; its own noise spreads the values, so this
+    is optimistic) or that mean shrunk towards its average by the share of its variance
+    that is not noise (``shrunk``; pessimistic). Each half after ``w`` walks = truth +
+    normal noise with the measured standard errors scaled by ``sqrt(walks / w)``."""
+    rng = np.random.default_rng(seed)
+    mean = (values[0] + values[1]) / 2
+    noise = (se[0] ** 2 + se[1] ** 2) / 4  # variance of the mean of the halves
+    lam = max(0.0, 1.0 - float(noise.mean()) / max(float(mean.var()), 1e-300))
+    truths = {"raw": mean, "shrunk": mean.mean() + lam * (mean - mean.mean())}
+    grid = np.unique(np.round(walks * np.geomspace(1, 1000, 61)).astype(int))
+    out: dict[str, Any] = {"shrink_factor": lam, "walks_measured_per_half": walks}
+    for name, truth in truths.items():
+        curve = []
+        hit = None
+        for w in grid:
+            f = np.sqrt(walks / w)
+            ovs = [top_overlap(truth + se[0] * f * rng.standard_normal(len(truth)),
+                               truth + se[1] * f * rng.standard_normal(len(truth)), k)
+                   for _ in range(sims)]
+            curve.append((int(w), float(np.mean(ovs))))
+            if np.mean(ovs) >= target:
+                hit = int(w)
+                break
+        out[name] = {"walks_per_half": hit, "curve": curve}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seconds", type=float, default=10.0, help="per Ray measurement")
-    ap.add_argument("--rounds", type=int, default=4, help="rounds of the in-process race")
-    ap.add_argument("--masks-per-pass", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of the throughput race")
+    ap.add_argument("--sets", default="head,last,all", help="player sets to time")
     ap.add_argument("--walks", type=int, default=3, help="walks for the truncation point")
     ap.add_argument("--grid", type=int, default=25, help="positions per walk (coarse grid)")
     ap.add_argument("--tolerance", type=float, default=0.05)
-    ap.add_argument("--no-ray", action="store_true")
-    ap.add_argument("--gpu-peak-tflops", type=float, default=67.0,
-                    help="assumed GPU peak, TFLOP/s (default: H100 SXM, FP32, no tensor cores)")
-    ap.add_argument("--gpu-fraction", type=float, default=0.15,
-                    help="assumed fraction of that peak a batched pass of this network reaches")
-    ap.add_argument("--gpu-evals-per-s", type=float, default=None,
-                    help="a measured GPU rate for this game, used instead of the estimate")
+    ap.add_argument("--keep", type=float, default=0.1, help="roulette truncation's keep")
+    ap.add_argument("--stable-set", default="head", help="player set of the stability run")
+    ap.add_argument("--k", type=int, default=30)
+    ap.add_argument("--target", type=float, default=0.9, help="top-k overlap counted stable")
+    ap.add_argument("--budget-minutes", type=float, default=20.0)
+    ap.add_argument("--batch-walks", type=int, default=None,
+                    help="walks per half per round (default: as many as one game call "
+                         "carries in lockstep, masks per pass // 16)")
+    ap.add_argument("--ray", action="store_true", help="also time 1 and 2 local Ray workers")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per Ray measurement")
     args = ap.parse_args()
     set_threads(args.threads)
     t_start = time.perf_counter()
-    factory = functools.partial(fidelity_game, args.images, args.masks_per_pass, 0, 1)
-    game = factory()
-    from neuronshapley import ModelGame
+    rows: dict[str, Any] = {}
+    games: dict[str, Any] = {}
+    for name in args.sets.split(","):
+        t0 = time.perf_counter()
+        game = fidelity_game(args.images, name)
+        build = time.perf_counter() - t0
+        n = game.n_players
+        m = game.masks_per_pass
+        rng = np.random.default_rng(0)
+        x = game.inputs
 
-    auto = ModelGame(game.model, game.inputs, game.targets, metric="accuracy")
-    n = game.n_players
-    b = len(game.inputs)
-    m = game.masks_per_pass
-    print(f"{game!r}; v(N) = {float(game(np.ones((1, n), bool))[0]):.3f}")
-    x = game.inputs
-    rng = np.random.default_rng(0)
-    masks = rng.random((m, n)) > 0.3
-    masks_auto = rng.random((auto.masks_per_pass, n)) > 0.3
+        def plain(model=game.model, x=x) -> None:
+            with torch.inference_mode():
+                model(x)
 
-    def plain() -> None:
-        with torch.inference_mode():
-            game.model(x)
-
-    rates = race({
-        "plain forward": (plain, 1),
-        f"engine (ModelGame, auto pass size {auto.pass_size}, 1 process)": (
-            lambda: auto(masks_auto), auto.masks_per_pass),
-        f"engine (ModelGame, {m} masks per pass, 1 process)": (lambda: game(masks), m),
-    }, args.rounds)
-    rows: dict[str, Any] = {k: {"evaluations_per_s": v} for k, v in rates.items()}
-    if not args.no_ray:
-        try:
-            for w in (1, 2):
-                rows[f"ray, {w} worker{'s' * (w > 1)}"] = ray_rate(
-                    factory, w, n, tasks=4 * w, players_per_task=max(1, m // 2),
-                    seconds=args.seconds)
-        except ImportError as e:
-            print(f"ray not measured: {e}")
-    for name, r in rows.items():
-        print(f"{name:32s} {r['evaluations_per_s']:8.2f} evaluations/s"
-              + (f"  (start-up {r['startup_s']:.1f} s)" if "startup_s" in r else ""))
-
-    t0 = time.perf_counter()
-    points = truncation_points(game, args.walks, args.grid, args.tolerance, seed=1)
-    trunc_s = time.perf_counter() - t0
-    t_frac = float(np.mean(points))
-    print(f"truncation points (fraction of players removed): {points}; mean {t_frac:.2f}")
-
-    per_walk = t_frac * n  # evaluations of one truncated walk (TMAB: every player active)
-    best = max(r["evaluations_per_s"] for k, r in rows.items() if k != "plain forward")
-    cpu_name = max((k for k in rows if k != "plain forward"),
-                   key=lambda k: rows[k]["evaluations_per_s"])
-    engine_ratio = max(v for k, v in rates.items() if k != "plain forward") / rates[
-        "plain forward"]
-    flops = flops_per_image(game.model, x)
-    gpu_plain = args.gpu_peak_tflops * 1e12 * args.gpu_fraction / (flops * b)
-    gpu_rate = args.gpu_evals_per_s or gpu_plain * engine_ratio
-    gpu = {"measured": args.gpu_evals_per_s is not None, "peak_tflops": args.gpu_peak_tflops,
-           "fraction": args.gpu_fraction, "flops_per_image": flops,
-           "plain_evaluations_per_s": gpu_plain, "engine_ratio": engine_ratio,
-           "evaluations_per_s": gpu_rate}
-    walk_counts = (100, 1000, 10000)
-    extrap = []
-    for walks in walk_counts:
-        evals = walks * per_walk
-        extrap.append({"walks": walks, "evaluations": evals, "cpu_hours": evals / best / 3600,
-                       "gpu_hours": evals / gpu_rate / 3600})
-    payload = {
-        "game": repr(game), "players": n, "images": b, "masks_per_pass": m,
-        "throughput": rows, "truncation_points": points, "truncation_fraction": t_frac,
-        "truncation_grid": args.grid, "truncation_tolerance": args.tolerance,
-        "truncation_seconds": trunc_s, "evaluations_per_walk": per_walk,
-        "cpu_rate_used": {"setting": cpu_name, "evaluations_per_s": best},
-        "gpu": gpu, "extrapolation": extrap,
-        "total_seconds": time.perf_counter() - t_start,
-        "load_average_at_end": list(os.getloadavg()),
-    }
+        rates = race({"plain": (plain, 1),
+                      "engine": (lambda g=game, n=n, m=m, r=rng: g(walk_masks(n, m, r)), m)},
+                     args.rounds)
+        t0 = time.perf_counter()
+        points = truncation_points(game, args.walks, args.grid, args.tolerance, seed=1)
+        t = float(np.mean(points))
+        per_walk = n * (t + args.keep * (1 - t))
+        rows[name] = {
+            "description": PLAYER_SETS[name][1], "players": n, "layers":
+            len(game.players_set.layers), "prefix_cached": game.split is not None,
+            "pass_size": game.pass_size, "masks_per_pass": m, "build_s": build,
+            "plain_evaluations_per_s": rates["plain"],
+            "evaluations_per_s": rates["engine"], "ms_per_evaluation": 1000 / rates["engine"],
+            "truncation_points": points, "truncation_fraction": t,
+            "truncation_seconds": time.perf_counter() - t0,
+            "evaluations_per_walk": per_walk,
+            "walks_per_hour": rates["engine"] * 3600 / per_walk,
+        }
+        print(f"{name}: {game!r}; {rows[name]['ms_per_evaluation']:.1f} ms/evaluation, "
+              f"t = {t:.3f}, {rows[name]['walks_per_hour']:.1f} walks/h", flush=True)
+        games[name] = game
+    ray_rows: dict[str, Any] = {}
+    if args.ray:
+        factory = functools.partial(fidelity_game, args.images, "all", 0, 1)
+        for w in (1, 2):
+            ray_rows[f"ray, {w} worker{'s' * (w > 1)}"] = ray_rate(
+                factory, w, 21008, tasks=4 * w, players_per_task=2, seconds=args.seconds)
+    game = games.get(args.stable_set) or fidelity_game(args.images, args.stable_set)
+    games.clear()
+    print(f"stability of the top-{args.k}: {game!r}", flush=True)
+    batch_walks = args.batch_walks or max(1, game.masks_per_pass // WALK_CHUNK)
+    st = stability(game, args.k, args.target, args.budget_minutes * 60, batch_walks,
+                   (1000, 2000))
+    values, se = st.pop("_values"), st.pop("_se")
+    st["extrapolation"] = None if st["reached"] else extrapolate(
+        values, se, st["walks"] // 2, args.k, args.target)
+    st["set"] = args.stable_set
+    payload = {"images": args.images, "threads": args.threads, "rounds": args.rounds,
+               "tolerance": args.tolerance, "keep": args.keep, "grid": args.grid,
+               "player_sets": rows, "ray": ray_rows, "stability": st,
+               "total_seconds": time.perf_counter() - t_start,
+               "load_average_at_end": list(os.getloadavg())}
     md = render(payload)
     print(md)
     save_json("scale", payload)
     (RESULTS / "scale.md").write_text(md + "\n")
 
 
+def _hours(s: float) -> str:
+    return f"{s / 60:.0f} min" if s < 3600 else f"{s / 3600:.1f} h"
+
+
 def render(p: dict[str, Any]) -> str:
-    n, b = p["players"], p["images"]
-    g = p["gpu"]
+    b = p["images"]
     lines = [
-        f"# Scale: EfficientNet-Lite0 fidelity game, {n} channels, {b} images (224x224)", "",
-        "Coalition evaluations per second (one evaluation = the network on all "
-        f"{b} images with one coalition of channels), measured in one run on this machine "
-        "(torch threads per process: 1; plain and in-process engine rows interleaved "
-        "round-robin, median of each one's calls):", "",
-        "| setting | evaluations/s | start-up (s) |", "| --- | ---: | ---: |",
+        f"# Scale: EfficientNet-Lite0 fidelity game, {b} photo crops (224x224)", "",
+        "V(S) = agreement with the full network's top-1 on the bundled photos (the six whole "
+        "photos, then seeded random crops and flips). ModelGame defaults: the layers before "
+        "the first player layer run once per image (prefix cache) and the pass size is "
+        f"automatic. {p['threads']} torch thread; the machine (2 cores) is shared with other "
+        "jobs, so every rate depends on their load (the load average at the end is below; "
+        "the plain pass of the whole network is timed beside each game for scale).", "",
+        "## Throughput and walks per hour", "",
+        "Evaluations/s: median over "
+        f"{p['rounds']} calls of walk-shaped masks (one call = one pass of masks), interleaved "
+        "with a plain forward pass of the whole network. Walk length: t x n + keep x (1 - t) "
+        f"x n with t the truncation point ({p['grid']}-point grid refined by bisection, "
+        f"{p['tolerance']} x |V(N) - V(empty)| of V(empty), mean of "
+        f"{len(next(iter(p['player_sets'].values()))['truncation_points'])} walks) and keep = "
+        f"{p['keep']} (roulette truncation: a dead walk goes on with that probability).", "",
+        "| players | prefix cached | masks/pass | ms/evaluation | plain pass ms | t | "
+        "evaluations/walk | walks/hour |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, r in p["throughput"].items():
-        su = f"{r['startup_s']:.1f}" if "startup_s" in r else ""
-        lines.append(f"| {name} | {r['evaluations_per_s']:.2f} | {su} |")
-    gpu_row = (f"{g['evaluations_per_s']:.1f} (measured)" if g["measured"] else
-               "not measured (no GPU in this run): see the estimate below")
-    lines.append(f"| one GPU | {gpu_row} | |")
-    t, pw = p["truncation_fraction"], p["evaluations_per_walk"]
-    rate_cpu = p["cpu_rate_used"]["evaluations_per_s"]
+    for r in p["player_sets"].values():
+        lines.append(
+            f"| {r['description']} | {'yes' if r['prefix_cached'] else 'no'} | "
+            f"{r['masks_per_pass']} | {r['ms_per_evaluation']:.1f} | "
+            f"{1000 / r['plain_evaluations_per_s']:.0f} | {r['truncation_fraction']:.3f} | "
+            f"{r['evaluations_per_walk']:.0f} | {r['walks_per_hour']:.1f} |")
+    for name, r in p["ray"].items():
+        lines.append(f"| all channels, {name} (start-up {r['startup_s']:.0f} s) | no | | "
+                     f"{1000 / r['evaluations_per_s']:.0f} | | | | |")
+    st = p["stability"]
+    k, tr = st["k"], st["trace"]
+    desc = p["player_sets"].get(st["set"], {}).get("description", st["set"])
     lines += [
-        "", "## Truncation point", "",
-        f"{len(p['truncation_points'])} random walks, value read at {p['truncation_grid']} "
-        f"evenly spaced positions; dead = within {p['truncation_tolerance']} x "
-        f"|V(N) - V(empty)| of V(empty). Points (fraction of players removed): "
-        f"{', '.join(f'{x:.4f}' for x in p['truncation_points'])}; mean t = {t:.4f} "
-        "(first dead grid point, refined by bisection between it and the last live one; "
-        "assumes a walk stays dead once dead, patience 1).", "",
-        "## GPU rate: an assumption-based estimate", "",
+        "", f"## Time to a stable top-{k}", "",
+        f"Players: {desc}. Two independent halves of truncated walks (`method='truncated'`, "
+        f"roulette fill), seeds {st['seeds'][0]}+r and {st['seeds'][1]}+r for round r, "
+        f"{st['batch_walks']} walks per half per round; stable = the halves' top-{k} overlap "
+        f">= {st['target']}; budget {st['budget_s'] / 60:.0f} min. Measured: "
+        f"{st['walks']} walks in {_hours(st['walk_seconds'])} = "
+        f"**{st['walks_per_hour']:.0f} walks/hour** ({st['evaluations_per_walk']:.0f} "
+        "evaluations per walk).", "",
+        f"| walks per half | top-{k} overlap | minutes |", "| ---: | ---: | ---: |",
     ]
-    if g["measured"]:
-        lines.append(f"Measured GPU rate passed in: {g['evaluations_per_s']:.1f} evaluations/s.")
+    step = max(1, len(tr) // 12)
+    for row in tr[::step] + ([tr[-1]] if (len(tr) - 1) % step else []):
+        lines.append(f"| {row['walks_per_half']} | {row['overlap']:.2f} | "
+                     f"{row['elapsed_s'] / 60:.1f} |")
+    if st["reached"]:
+        lines += ["", f"Stable after {tr[-1]['walks_per_half']} walks per half, "
+                  f"{tr[-1]['elapsed_s'] / 60:.1f} min."]
     else:
-        fl = g["flops_per_image"]
-        lines += [
-            "No GPU was available to this run, so the GPU column below is **not a "
-            "measurement**. It rests on two stated assumptions:",
-            f"- peak: {g['peak_tflops']:g} TFLOP/s (NVIDIA's figure for an H100 SXM in FP32 "
-            "without tensor cores; the engine runs float32);",
-            f"- achieved: {g['fraction']:.0%} of that peak for batched passes of this network "
-            "(depthwise convolutions and batch norms are memory-bound, so far below peak).",
-            "Arithmetic: FLOPs per image (2 x multiply-adds of every conv and linear layer, "
-            f"counted on the model) = {fl / 1e9:.3f} GFLOP; plain evaluations/s = peak x "
-            f"fraction / (FLOPs per image x images) = {g['peak_tflops']:g}e12 x "
-            f"{g['fraction']:g} / ({fl:.3g} x {b}) = {g['plain_evaluations_per_s']:.0f}; "
-            f"times the engine's masked / plain ratio measured above on CPU "
-            f"({g['engine_ratio']:.2f}, assumed to carry over) = "
-            f"**{g['evaluations_per_s']:.0f} evaluations/s**. Halve the fraction and the "
-            "GPU times double.",
-        ]
-    lines += [
-        "", "## Extrapolated full TMAB run", "",
-        f"Evaluations per walk = t x n = {t:.4f} x {n} = {pw:.0f} (early in TMAB every "
-        "player is in play, so walks run to the truncation point; later walks stop "
-        "earlier, so this over-estimates the late rounds).",
-        f"CPU rate used: {rate_cpu:.2f} evaluations/s ({p['cpu_rate_used']['setting']}); "
-        f"GPU rate: {g['evaluations_per_s']:.0f} evaluations/s "
-        f"({'measured' if g['measured'] else 'estimate above'}). An evaluation's cost grows "
-        f"about linearly with the number of images ({b} here).",
-        "The number of walks the paper's runs needed is an assumption, not measured here: "
-        "rows for 100, 1,000 and 10,000 walks.", "",
-        "| walks | evaluations = walks x t x n | CPU time = evaluations / rate | "
-        "one GPU = evaluations / GPU rate |",
-        "| ---: | ---: | ---: | ---: |",
-    ]
-    for r in p["extrapolation"]:
-        gh = r["gpu_hours"]
-        gpu = f"{r['evaluations']:.3g} / {g['evaluations_per_s']:.0f} = " + (
-            f"{gh * 60:.3g} min" if gh < 1 else f"{gh:.3g} h")
-        if not g["measured"]:
-            gpu += " (estimate)"
-        lines.append(f"| {r['walks']} | {r['walks']} x {pw:.0f} = {r['evaluations']:.3g} | "
-                     f"{r['evaluations']:.3g} / {rate_cpu:.2f} = {r['cpu_hours']:.3g} h "
-                     f"({r['cpu_hours'] / 24:.3g} days) | {gpu} |")
+        ex = st["extrapolation"]
+        lines += ["", f"**Not reached within the budget**: overlap {tr[-1]['overlap']:.2f} "
+                  f"after {tr[-1]['walks_per_half']} walks per half. **Extrapolation** "
+                  "(a parametric bootstrap, not a measurement): each half = a truth plus "
+                  "normal noise with the measured per-channel standard errors shrinking as "
+                  "1/sqrt(walks), 200 draws per point; truth = the mean of the two halves "
+                  "(optimistic: its noise spreads the values apart) or that mean shrunk by "
+                  f"{ex['shrink_factor']:.2f} towards its average (pessimistic)."]
+        for name in ("raw", "shrunk"):
+            w = ex[name]["walks_per_half"]
+            if w is None:
+                lines.append(f"- {name}: not reached within {ex[name]['curve'][-1][0]} walks "
+                             f"per half (overlap {ex[name]['curve'][-1][1]:.2f}).")
+            else:
+                hours = 2 * w / st["walks_per_hour"]
+                lines.append(f"- {name}: about {w} walks per half, {2 * w} in all = "
+                             f"{_hours(hours * 3600)} at the measured rate (extrapolation).")
     load = ", ".join(f"{x:.1f}" for x in p["load_average_at_end"])
-    lines += ["", f"Benchmark wall time: {p['total_seconds']:.0f} s. The machine (2 cores) is "
-              f"shared with other jobs (load average at the end {load}), which caps what 2 "
-              "workers can show."]
+    lines += ["", f"Benchmark wall time: {p['total_seconds'] / 60:.0f} min; load average at "
+              f"the end {load}."]
     return "\n".join(lines)
 
 

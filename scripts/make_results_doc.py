@@ -125,8 +125,10 @@ def seeds_section(main: CompareResult, extra: dict[int, CompareResult]) -> list[
     return lines + [""]
 
 
-def run_class_study(out: Path, evaluations: int, seed: int, reuse: bool, method: str) -> Any:
-    setup = study_setup("digits", seed=seed)
+def run_class_study(out: Path, evaluations: int, seed: int, reuse: bool, method: str,
+                    data_seed: int) -> Any:
+    """Class-specific values from estimator ``seed`` on the model and splits of ``data_seed``."""
+    setup = study_setup("digits", seed=data_seed)
     values = _saved(out / "values") if reuse else None
     return run_class_specific(
         setup.model, setup.value_inputs, setup.value_targets, setup.heldout_inputs,
@@ -134,8 +136,11 @@ def run_class_study(out: Path, evaluations: int, seed: int, reuse: bool, method:
         method="truncated" if method == "tmab" else method,
         estimate_options={"max_evaluations": evaluations}, values=values,
         remove=(1, 2, 3, 4, 5, 6, 8, 10, 15, 20), show_m=10, seed=seed, out_dir=out,
-        title="Digits CNN: class-specific filters (top 20% for overall accuracy excluded)",
-        log=lambda m: log(f"class-specific: {m}"),
+        title="Digits CNN: class-specific filters (top 20% for overall accuracy excluded; "
+        f"values on {len(setup.value_targets)} valuation images, recall on "
+        f"{len(setup.heldout_targets)} test images; {evaluations} evaluations, estimator seed "
+        f"{seed})",
+        log=lambda m: log(f"class-specific seed {seed}: {m}"),
     )
 
 
@@ -147,6 +152,15 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 def compare_section(res: CompareResult, setup: Any, rel: str, heading: str) -> list[str]:
     ks = [k for k in SHOW_K if k <= res.max_k]
     lines = [f"## {heading}", "", setup.description + ".", ""]
+    splits = setup.defaults.get("splits")
+    if splits:
+        lines += [f"Splits (stratified, seed {res.settings['seed']}): train {splits['train']} "
+                  f"images (the model's training data, nothing else), valuation "
+                  f"{splits['valuation']} (every ranking is computed there), selection "
+                  f"{splits['selection']} (for choices; this study makes none), test "
+                  f"{splits['test']} (every held-out number below). Estimator seed "
+                  f"{res.settings['seed']}; random baseline: {res.settings['random_draws']} "
+                  "seeded orders.", ""]
     sh = res.curves.get(SHAPLEY)
     walk = (res.settings.get("game_options") or {}).get("walk_sample")
     if sh is not None:
@@ -232,8 +246,10 @@ def class_section(res: Any, rel: str) -> list[str]:
         f"sum). The top {len(res.excluded)} filters for overall accuracy "
         f"({100 * res.settings['exclude_fraction']:.0f}%) are excluded; for each class the "
         f"remaining {v.n_players - len(res.excluded)} filters are ranked by that class's value "
-        f"and its top m are removed. Recall on the {res.settings['heldout_examples']} held-out "
-        f"images; control: m random eligible filters ({res.settings['random_draws']} draws). "
+        f"and its top m are removed. Values on the {res.settings['value_examples']} valuation "
+        f"images; recall on the {res.settings['heldout_examples']} held-out test images (seen "
+        f"by neither training nor the estimate); estimator seed {res.settings['seed']}; "
+        f"control: m random eligible filters ({res.settings['random_draws']} draws). "
         "Cells: target class recall / mean recall of the other classes (worst other class in "
         "brackets).", "",
         "| class | before | " + " | ".join(f"m = {m}" for m in ms)
@@ -265,6 +281,33 @@ def class_section(res: Any, rel: str) -> list[str]:
     return lines
 
 
+def _drops(res: Any, m: int) -> tuple[float, float, float]:
+    """Mean over classes of the drop in target recall, others' mean recall and the target's
+    recall with m random filters, after removing m class filters."""
+    col = res.collapse(m).values()
+    t = [r["target_before"] - r["target_after"] for r in col]
+    o = [r["others_before"] - r["others_after"] for r in col]
+    r_ = [r["target_before"] - r["random_target_after"] for r in col]
+    return tuple(sum(d) / len(d) for d in (t, o, r_))  # type: ignore[return-value]
+
+
+def class_seeds_section(runs: dict[int, Any]) -> list[str]:
+    """One row per estimator seed: the class-specific study's mean drops (same model, data)."""
+    first = next(iter(runs.values()))
+    ms = [m for m in (5, 10, 20) if m in first.removed]
+    lines = ["### Class-specific: other estimator seeds", "",
+             "The class-specific study again from other seeds of the estimator (same model, "
+             "splits and budget). Cells: mean over the 10 classes of the drop in the target "
+             "class's test recall / in the other classes' mean recall / in the target's recall "
+             "with m random eligible filters.", "",
+             "| estimator seed | " + " | ".join(f"m = {m}" for m in ms) + " |",
+             "| --- | " + " | ".join("---:" for _ in ms) + " |"]
+    for seed, res in runs.items():
+        lines.append(f"| {seed} | " + " | ".join(
+            "{:.3f} / {:.3f} / {:.3f}".format(*_drops(res, m)) for m in ms) + " |")
+    return lines + [""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
@@ -279,6 +322,8 @@ def main() -> None:
     ap.add_argument("--onet-evaluations", type=int, default=40000)
     ap.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2],
                     help="more estimator seeds on digits: is Shapley's small-k result stable?")
+    ap.add_argument("--class-seeds", type=int, nargs="*", default=[1, 2],
+                    help="more estimator seeds of the class-specific study")
     ap.add_argument("--skip-onet", action="store_true")
     ap.add_argument("--only", choices=["digits", "seeds", "class", "onet"], action="append",
                     help="run only these studies (repeatable) and write their folders, not "
@@ -312,9 +357,16 @@ def main() -> None:
             claims.append(_seeds_claim(res, extra))
     if "class" in only:
         cres = run_class_study(base / "digits_class_specific", args.class_evaluations, args.seed,
-                               args.reuse, args.method)
+                               args.reuse, args.method, args.seed)
         sections += class_section(cres, "results/digits_class_specific")
         claims.append(_class_claim(cres))
+        if args.class_seeds:
+            cruns = {args.seed: cres, **{
+                s: run_class_study(base / f"digits_class_specific_seed{s}",
+                                   args.class_evaluations, s, args.reuse, args.method, args.seed)
+                for s in args.class_seeds}}
+            sections += class_seeds_section(cruns)
+            claims.append(_class_seeds_claim(cruns))
     if "onet" not in only:
         pass
     elif args.skip_onet:
@@ -331,6 +383,13 @@ def main() -> None:
                                         "MTCNN ONet (real pretrained network): Shapley vs "
                                         "baselines")
             claims.append(_claim("ONet", ores))
+    analysis = base / "onet_analysis" / "section.md"
+    if "onet" in only and analysis.is_file():
+        # written by scripts/run_onet_analysis.py (its own seeds and budgets, stated there)
+        sections += [analysis.read_text().rstrip(), ""]
+        claim = analysis.with_name("claim.md")
+        if claim.is_file():
+            claims.append(claim.read_text().strip())
     total = time.perf_counter() - started
     if args.only:
         log(f"ran {sorted(only)} into {base} ({total / 60:.1f} min); RESULTS.md not written")
@@ -369,9 +428,12 @@ def main() -> None:
     n_seeds = 1 + len(args.extra_seeds)
     caveats = [
         "## Caveats", "",
-        f"- One seed for ONet and for the class-specific study ({n_seeds} estimator seeds on "
-        "digits, above): at small k the curves differ by fractions of a percent, within what "
-        "another seed of the estimator or of the random orders can change.",
+        f"- One estimator seed for the ONet compare ({n_seeds} estimator seeds for the digits "
+        f"compare, {1 + len(args.class_seeds)} for the class-specific study, above; the ONet "
+        "analysis has its own seeds): at small k the curves differ by fractions of a percent, "
+        "within what another seed of the estimator or of the random orders can change. All "
+        "digits runs use one model and one split (seed "
+        f"{args.seed}); the estimator seeds vary only the estimate.",
         (f"- Estimator `{args.method}` at budgets digits {args.digits_evaluations}, "
          f"class-specific {args.class_evaluations}, ONet {args.onet_evaluations} game "
          "evaluations. "
@@ -388,9 +450,13 @@ def main() -> None:
         "(where an unbounded metric such as ONet's `log_prob` swings widely); the paper's "
         "zero-fill truncation (`--method tmab`) drops them, which biases the values but leans "
         "them towards the full network that the removal curves start from.",
-        "- Digits: the held-out images are the CNN's training images (unseen by the estimate, "
-        "not by training), where its accuracy is 100%; the curves on the value data are "
-        "listed beside each table.",
+        "- Digits: four disjoint stratified splits of the 1,797 images (train 899, valuation "
+        "359, selection 180, test 359; `neuronshapley.zoo.load_digits_split`). The CNN is "
+        "trained on train only (100% accurate there; its test accuracy is the digits table's "
+        "V(N)); values and baselines "
+        "use valuation; every held-out curve is on test, which neither saw. The curves on "
+        "the valuation data are listed beside each table. With 359 test images one image "
+        "is 0.28 points of accuracy.",
         "- ONet: `log_prob` is unbounded below; removing some units makes the network "
         "confidently wrong, so a curve can fall far below V(empty) (all units removed).",
         "",
@@ -443,6 +509,15 @@ def _seeds_claim(main: CompareResult, extra: dict[int, CompareResult]) -> str:
     return (f"digits CNN, {len(runs)} estimator seeds: Shapley's top-k is at or below every "
             f"baseline at k = {', '.join(map(str, common)) or 'none'} in all of them; units to "
             f"the level {', '.join(str(u) if u is not None else '> K' for u in utl)}.")
+
+
+def _class_seeds_claim(runs: dict[int, Any]) -> str:
+    m = 10 if 10 in next(iter(runs.values())).removed else max(next(iter(runs.values())).removed)
+    d = [_drops(r, m) for r in runs.values()]
+    return (f"digits CNN, class-specific, {len(runs)} estimator seeds: top {m} class filters "
+            "lower the target's test recall by " + ", ".join(f"{x[0]:.2f}" for x in d)
+            + ", the other classes' by " + ", ".join(f"{x[1]:.2f}" for x in d)
+            + f" ({m} random filters: " + ", ".join(f"{x[2]:.2f}" for x in d) + ").")
 
 
 def _class_claim(res: Any) -> str:

@@ -196,7 +196,12 @@ def adversarial_section(res: AdversarialResult, rel: str) -> list[str]:
     lines = ["## Adversarial repair: digits CNN against targeted PGD", "",
              f"*Setup.* {s.description}. Test accuracy: attacked model "
              f"{_pct(s.info.get('model_test_accuracy', float('nan')))}%, surrogate "
-             f"{_pct(s.info.get('surrogate_test_accuracy', float('nan')))}%.", "",
+             f"{_pct(s.info.get('surrogate_test_accuracy', float('nan')))}%. Splits (seed "
+             f"{st['seed']}, stratified, disjoint): train {s.info.get('train_images')} images "
+             "(both models), validation "
+             f"{s.info.get('val_images')} (value part {st['value_images']}, selection part "
+             f"{st['selection_images']}), test {s.info.get('test_images')} (seen by nothing "
+             "before the final table).", "",
              f"*Attack.* Targeted L-inf PGD, eps {a.eps}, step {a.step_size}, {a.steps} steps, "
              f"random start {a.random_start}; target class uniform over the 9 wrong classes. "
              "Crafted once on the full model (validation and test images) and, for the "
@@ -450,8 +455,9 @@ def main(argv: list[str] | None = None) -> None:
         "the repaired model still succeeds often (last column). Removing random units also "
         "lowers the fixed attack's success (the *random* rows): the attack is tuned to the "
         "full network.",
-        "- The selection parts are small (about 180 images per group or per kind; one image "
-        "is about 0.6 points there, 0.3 on test), so a single seed's result near a threshold "
+        "- The selection parts are small (about 180 to 270 images per group or per kind; one "
+        "image is about 0.4 to 0.6 points there, 0.3 on test), so a single seed's result near "
+        "a threshold "
         "can fall on either side of it; the seed tables show the spread.",
         "",
     ]

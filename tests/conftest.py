@@ -33,3 +33,19 @@ def image_data() -> tuple[torch.Tensor, torch.Tensor]:
 def tabular_data() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(2)
     return torch.randn(40, 5, generator=g), torch.randint(0, 3, (40,), generator=g)
+
+
+@pytest.fixture(scope="session")
+def digits_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A model cache folder holding the digits CNN, trained once per test session."""
+    from neuronshapley.zoo.digits import pretrained_digits_cnn
+
+    cache = tmp_path_factory.mktemp("digits_cache")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pretrained_digits_cnn(cache_dir=cache, seed=0)
+    finally:
+        torch.set_num_threads(old)
+    return cache
+

@@ -13,7 +13,8 @@ def test_scalar_result_roundtrip(tmp_path):
     res = ns.estimate(game, method="tmab", k=2, seed=4, max_evaluations=500)
     res.save(tmp_path / "r")
     header = (tmp_path / "r" / "values.csv").read_text().splitlines()[0]
-    assert header == "player,value,ci_low,ci_high,samples,rank"
+    # the bandit's intervals are joint: per-unit ones and the top-k status come beside them
+    assert header == "player,value,ci_low,ci_high,unit_low,unit_high,top_k,samples,rank"
     meta = json.loads((tmp_path / "r" / "metadata.json").read_text())
     assert meta["method"] == "tmab" and meta["seed"] == 4 and "torch" in meta["versions"]
     back = ns.ShapleyResult.load(tmp_path / "r")

@@ -36,6 +36,7 @@ from collections.abc import Callable
 import numpy as np
 
 from neuronshapley.estimators.betting import BettingIntervals
+from neuronshapley.estimators.surrogate import CollapseSurrogate
 
 Game = Callable[[np.ndarray], np.ndarray]
 
@@ -242,13 +243,9 @@ def walk(game: Game, perm: np.ndarray, v_full: float, v_null: float,
     return marg, vals, evals
 
 
-class LogisticSurrogate:
-    """``f(S) = lo + (hi - lo) sigmoid(w . S + c)``; a single-index model of V."""
-
-    def __init__(self, n: int, lo: float, hi: float) -> None:
-        self.n, self.lo, self.hi = n, float(lo), float(hi)
-        self.w = np.full(n, 6.0 / n)
-        self.c = -3.0
+class LogisticSurrogate(CollapseSurrogate):
+    """The library's ``f(S) = lo + (hi - lo) sigmoid(w . S + c)``, evaluated on masks and
+    fitted by least squares on coalitions instead of walks."""
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         z = masks.astype(np.float64) @ self.w + self.c
@@ -285,12 +282,6 @@ class LogisticSurrogate:
                 break
         if np.isfinite(theta).all():
             self.w, self.c = theta[:-1].copy(), float(theta[-1])
-
-    def along(self, perms: np.ndarray) -> np.ndarray:
-        """Values along removal walks (B, n) -> (B, n + 1)."""
-        wp = self.w[perms]
-        tot = self.w.sum() - np.concatenate([np.zeros((len(perms), 1)), np.cumsum(wp, 1)], 1)
-        return self.lo + (self.hi - self.lo) / (1 + np.exp(-(tot + self.c)))
 
     def shapley(self, rng: np.random.Generator, permutations: int = 8000) -> np.ndarray:
         """Monte-Carlo Shapley values of f over antithetic pairs of permutations."""

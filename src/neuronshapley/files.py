@@ -5,11 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-import signal
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,35 +31,6 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it.
-
-    Wraps the writing of a set of files that belong together (values and their metadata),
-    so an impatient second Ctrl-C cannot leave one without the other. Outside the main
-    thread (where Python cannot handle signals) the block runs unchanged."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
-    except ValueError:  # pragma: no cover - signals unavailable here
-        yield
-        return
-    try:
-        yield
-    except BaseException:
-        signal.signal(signal.SIGINT, previous)
-        raise
-    signal.signal(signal.SIGINT, previous)
-    if caught:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        elif previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

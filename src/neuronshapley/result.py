@@ -4,9 +4,14 @@ Files written by :meth:`ShapleyResult.save` into a folder:
 
 - ``values.csv``: one row per player (per player and output for vector games) with columns
   ``player, [output,] value, ci_low, ci_high, samples, rank`` (rank 1 = largest value,
-  ranked within each output).
-- ``metadata.json``: method, parameters, seed, evaluations, wall time, confidence,
-  library versions, output names and free-form ``info``.
+  ranked within each output); results with joint intervals add ``unit_low, unit_high``
+  (per-unit intervals) and, for a top-k, ``top_k`` (``in``, ``out`` or ``undecided``).
+- ``metadata.json``: method, parameters, seed, evaluations, wall time, confidence, what
+  the intervals are (``intervals``), library versions, output names and free-form ``info``.
+
+What ``ci_low``/``ci_high`` are is :attr:`ShapleyResult.intervals`: ``"joint"`` (confidence
+sequences that hold for all units at once, at every round: what a top-k certificate needs),
+``"per-unit"`` (each unit's interval on its own) or ``"exact"`` (no sampling error).
 
 No pickles: both files are readable by any tool.
 """
@@ -26,7 +31,8 @@ import numpy as np
 
 from neuronshapley._version import __version__
 from neuronshapley.errors import ResultFileError
-from neuronshapley.files import atomic_write_text, csv_text, interrupts_deferred, json_safe
+from neuronshapley.files import atomic_write_text, csv_text, json_safe
+from neuronshapley.interrupts import deferred_interrupts
 
 FORMAT_VERSION = 1
 
@@ -82,6 +88,11 @@ class ShapleyResult:
     state: tuple[dict[str, np.ndarray], dict[str, Any]] | None = field(
         default=None, repr=False, compare=False
     )
+    #: what ci_low / ci_high are: "joint", "per-unit" or "exact" (see the module docstring)
+    intervals: str = "per-unit"
+    #: per-unit intervals beside joint ones (shape of values), else None
+    unit_low: np.ndarray | None = None
+    unit_high: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64)
@@ -95,6 +106,17 @@ class ShapleyResult:
             raise ValueError("ci_low and ci_high must have the shape of values")
         if self.values.ndim == 2 and self.output_names is None:
             self.output_names = [f"output{j}" for j in range(self.values.shape[1])]
+        if self.intervals not in INTERVAL_KINDS:
+            raise ValueError(f"intervals must be one of {INTERVAL_KINDS}, got "
+                             f"{self.intervals!r}")
+        if (self.unit_low is None) != (self.unit_high is None):
+            raise ValueError("give both unit_low and unit_high, or neither")
+        if self.unit_low is not None:
+            self.unit_low = np.asarray(self.unit_low, dtype=np.float64)
+            self.unit_high = np.asarray(self.unit_high, dtype=np.float64)
+            if self.unit_low.shape != self.values.shape or \
+                    self.unit_high.shape != self.values.shape:
+                raise ValueError("unit_low and unit_high must have the shape of values")
 
     # ----------------------------------------------------------------- views
     @property
@@ -111,7 +133,9 @@ class ShapleyResult:
             self.values[:, j], self.ci_low[:, j], self.ci_high[:, j], self.samples,
             self.evaluations, list(self.players), self.method, self.seed, dict(self.params),
             self.wall_time, self.confidence, None, dict(self.versions),
-            {**self.info, "output": self.output_names[j]},
+            {**self.info, "output": self.output_names[j]}, intervals=self.intervals,
+            unit_low=None if self.unit_low is None else self.unit_low[:, j],
+            unit_high=None if self.unit_high is None else self.unit_high[:, j],
         )
 
     def ranking(self) -> np.ndarray:
@@ -123,12 +147,43 @@ class ShapleyResult:
         """Ids of the ``k`` players with the largest values."""
         return [self.players[i] for i in self.ranking()[:k]]
 
+    def top_k_status(self, k: int | None = None) -> list[str] | None:
+        """Per player: ``"in"`` (certainly in the top-k), ``"out"`` (certainly not) or
+        ``"undecided"``, from joint intervals; ``k`` defaults to the estimate's own. None
+        where the intervals are not joint (per-unit intervals certify nothing about a
+        top-k) or no k is known. Exact results: in or out by their values."""
+        self._require_scalar()
+        k = k if k is not None else self.params.get("k")
+        if not isinstance(k, int) or not 1 <= k <= self.n_players:
+            return None
+        if self.intervals == "exact":
+            inside = np.zeros(self.n_players, dtype=bool)
+            inside[self.ranking()[:k]] = True
+            return ["in" if x else "out" for x in inside]
+        if self.intervals != "joint":
+            return None
+        from neuronshapley.estimators.topk import membership
+
+        sure_in, sure_out = membership(self.ci_low, self.ci_high, k)
+        return ["in" if a else "out" if b else "undecided"
+                for a, b in zip(sure_in, sure_out, strict=True)]
+
+    def interval_label(self) -> str:
+        """What ``ci_low``/``ci_high`` are, in a few words (for tables and reports)."""
+        level = f"{100 * self.confidence:.0f}% " if self.confidence else ""
+        return {"joint": f"joint {level}interval",
+                "per-unit": f"per-unit {level}interval",
+                "exact": "exact (no sampling error)"}[self.intervals]
+
     def table(self, k: int | None = None) -> list[dict[str, Any]]:
-        """Rows ``{rank, player, value, ci_low, ci_high, samples}``, best first."""
+        """Rows ``{rank, player, value, ci_low, ci_high, samples}``, best first; with
+        ``unit_low``, ``unit_high`` and ``top_k`` where the result has them."""
         self._require_scalar()
         order = self.ranking()[: k if k is not None else self.n_players]
-        return [
-            {
+        status = self.top_k_status()
+        rows = []
+        for r, i in enumerate(order):
+            row: dict[str, Any] = {
                 "rank": r + 1,
                 "player": self.players[i],
                 "value": float(self.values[i]),
@@ -136,8 +191,45 @@ class ShapleyResult:
                 "ci_high": float(self.ci_high[i]),
                 "samples": int(self.samples[i]),
             }
-            for r, i in enumerate(order)
-        ]
+            if self.unit_low is not None and self.unit_high is not None:
+                row.update(unit_low=float(self.unit_low[i]), unit_high=float(self.unit_high[i]))
+            if status is not None:
+                row["top_k"] = status[i]
+            rows.append(row)
+        return rows
+
+    def display_table(self, k: int) -> tuple[list[str], list[list[str]]]:
+        """Column names and formatted cells of the best ``k`` rows, as the command line and
+        the report show them: rank, unit, value, [per-unit interval,] the labelled interval,
+        [top-k status,] samples."""
+        rows = self.table(min(k, self.n_players))
+        per_unit = bool(rows) and "unit_low" in rows[0]
+        status = bool(rows) and "top_k" in rows[0]
+        level = f"{100 * self.confidence:.0f}% " if self.confidence else ""
+        heads = ["rank", "unit", "value", *([f"per-unit {level}interval"] if per_unit else []),
+                 self.interval_label(), *([f"top-{self.params.get('k')}"] if status else []),
+                 "samples"]
+        cells = []
+        for r in rows:
+            row = [str(r["rank"]), r["player"], f"{r['value']:+.4f}"]
+            if per_unit:
+                row.append(f"[{r['unit_low']:.4f}, {r['unit_high']:.4f}]")
+            row.append(f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+            if status:
+                row.append(r["top_k"])
+            cells.append([*row, str(r["samples"])])
+        return heads, cells
+
+    def top_k_summary(self) -> str | None:
+        """E.g. ``"top-10 (joint 95%): 7 certainly in, 60 certainly out, 13 undecided"``;
+        None where the intervals certify no top-k."""
+        status = self.top_k_status() if self.values.ndim == 1 else None
+        if status is None or self.intervals != "joint":
+            return None
+        k = self.params.get("k")
+        level = f"{100 * self.confidence:.0f}%" if self.confidence else ""
+        return (f"top-{k} (joint {level}): {status.count('in')} certainly in, "
+                f"{status.count('out')} certainly out, {status.count('undecided')} undecided")
 
     def _require_scalar(self) -> None:
         if self.values.ndim != 1:
@@ -153,6 +245,7 @@ class ShapleyResult:
             "evaluations": int(self.evaluations),
             "wall_time_s": float(self.wall_time),
             "confidence": self.confidence,
+            "intervals": self.intervals,
             "n_players": self.n_players,
             "output_names": self.output_names,
             "versions": self.versions,
@@ -172,7 +265,7 @@ class ShapleyResult:
         meta = self.metadata()
         meta["files"] = {VALUES_FILE: {"sha256": _sha256(values_text.encode("utf-8")),
                                        "rows": len(rows)}}
-        with interrupts_deferred():
+        with deferred_interrupts():
             atomic_write_text(out / VALUES_FILE, values_text)
             if self.state is not None:
                 from neuronshapley.estimators.checkpoint import save_state
@@ -182,22 +275,28 @@ class ShapleyResult:
         return out
 
     def _rows(self) -> tuple[list[str], list[list[Any]]]:
+        scalar = self.values.ndim == 1
+        header = list(_SCALAR_COLUMNS if scalar else _VECTOR_COLUMNS)
+        values = self.values if not scalar else self.values[:, None]
+        low, high = (a if not scalar else a[:, None] for a in (self.ci_low, self.ci_high))
+        extra: list[np.ndarray] = []
+        if self.unit_low is not None and self.unit_high is not None:
+            header[-2:-2] = list(_UNIT_COLUMNS)
+            extra = [a if not scalar else a[:, None] for a in (self.unit_low, self.unit_high)]
+        status = self.top_k_status() if scalar else None
+        if status is not None:
+            header.insert(-2, "top_k")
+        ranks = _ranks(values)
+        names = self.output_names if not scalar else [None]
+        assert names is not None
         rows: list[list[Any]] = []
-        if self.values.ndim == 1:
-            header = list(_SCALAR_COLUMNS)
-            ranks = _ranks(self.values[:, None])[:, 0]
-            for i, pid in enumerate(self.players):
-                rows.append([pid, repr(float(self.values[i])), repr(float(self.ci_low[i])),
-                             repr(float(self.ci_high[i])), int(self.samples[i]), int(ranks[i])])
-        else:
-            assert self.output_names is not None
-            header = list(_VECTOR_COLUMNS)
-            ranks = _ranks(self.values)
-            for i, pid in enumerate(self.players):
-                for j, name in enumerate(self.output_names):
-                    rows.append([pid, name, repr(float(self.values[i, j])),
-                                 repr(float(self.ci_low[i, j])), repr(float(self.ci_high[i, j])),
-                                 int(self.samples[i]), int(ranks[i, j])])
+        for i, pid in enumerate(self.players):
+            for j, name in enumerate(names):
+                row: list[Any] = [pid] + ([name] if not scalar else [])
+                row += [repr(float(a[i, j])) for a in (values, low, high, *extra)]
+                if status is not None:
+                    row.append(status[i])
+                rows.append(row + [int(self.samples[i]), int(ranks[i, j])])
         return header, rows
 
     @classmethod
@@ -241,6 +340,7 @@ class ShapleyResult:
             method=meta["method"], seed=meta["seed"], params=meta["params"],
             wall_time=float(meta["wall_time_s"]), confidence=meta["confidence"],
             output_names=names, versions=meta["versions"], info=meta["info"],
+            intervals=meta["intervals"], unit_low=table.unit_low, unit_high=table.unit_high,
         )
 
 
@@ -248,6 +348,9 @@ VALUES_FILE = "values.csv"
 METADATA_FILE = "metadata.json"
 _SCALAR_COLUMNS = ("player", "value", "ci_low", "ci_high", "samples", "rank")
 _VECTOR_COLUMNS = ("player", "output", "value", "ci_low", "ci_high", "samples", "rank")
+_UNIT_COLUMNS = ("unit_low", "unit_high")
+#: what ci_low / ci_high can be
+INTERVAL_KINDS = ("joint", "per-unit", "exact")
 #: metadata.json fields: (check, what it must be, default when absent; None: required)
 _META_FIELDS: dict[str, tuple[Any, str, Any]] = {
     "method": (lambda v: isinstance(v, str) and v, "a method name", None),
@@ -257,6 +360,7 @@ _META_FIELDS: dict[str, tuple[Any, str, Any]] = {
     "wall_time_s": (lambda v: _is_number(v) and v >= 0, "a number >= 0", 0.0),
     "confidence": (lambda v: v is None or (_is_number(v) and 0 < v <= 1),
                    "a number in (0, 1] or null", ...),
+    "intervals": (lambda v: v in INTERVAL_KINDS, f"one of {INTERVAL_KINDS}", "per-unit"),
     "n_players": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0", ...),
     "output_names": (lambda v: v is None or (isinstance(v, list) and v and all(
         isinstance(n, str) for n in v) and len(set(v)) == len(v)),
@@ -316,6 +420,8 @@ class _Table:
     ci_low: np.ndarray
     ci_high: np.ndarray
     samples: np.ndarray
+    unit_low: np.ndarray | None = None
+    unit_high: np.ndarray | None = None
 
 
 def _read_values(path: Path, raw: bytes, names: list[str] | None) -> _Table:
@@ -334,11 +440,13 @@ def _read_values(path: Path, raw: bytes, names: list[str] | None) -> _Table:
     if missing:
         raise ResultFileError(f"{path} has no column {', '.join(map(repr, missing))} (its "
                               f"header: {','.join(header)}): {fix}")
-    col = {c: header.index(c) for c in needed}
+    units = all(c in header for c in _UNIT_COLUMNS)
+    fields = ("value", "ci_low", "ci_high", *(_UNIT_COLUMNS if units else ()))
+    col = {c: header.index(c) for c in (*needed, *fields)}
     d = len(names) if names else 1
     where = {n: j for j, n in enumerate(names or [])}
     order: dict[str, int] = {}
-    cells: dict[tuple[int, int], tuple[float, float, float]] = {}
+    cells: dict[tuple[int, int], tuple[float, ...]] = {}
     samples: dict[int, int] = {}
     for line, row in enumerate(reader, start=2):
         if not row:
@@ -359,8 +467,7 @@ def _read_values(path: Path, raw: bytes, names: list[str] | None) -> _Table:
             twice = f"{player!r}" + (f" (output {row[col['output']]!r})" if names else "")
             raise ResultFileError(f"{path} line {line} lists {twice} a second time: {fix}")
         try:
-            cells[i, j] = (float(row[col["value"]]), float(row[col["ci_low"]]),
-                           float(row[col["ci_high"]]))
+            cells[i, j] = tuple(float(row[col[c]]) for c in fields)
             count = int(row[col["samples"]])
             int(row[col["rank"]])
         except ValueError:
@@ -373,10 +480,11 @@ def _read_values(path: Path, raw: bytes, names: list[str] | None) -> _Table:
     if len(cells) != n * d:
         raise ResultFileError(f"{path} lists {len(cells)} rows for {n} players and {d} "
                               f"outputs ({n * d} expected): the file is incomplete: {fix}")
-    arrays = np.zeros((3, n, d))
-    for (i, j), triple in cells.items():
-        arrays[:, i, j] = triple
+    arrays = np.zeros((len(fields), n, d))
+    for (i, j), cell in cells.items():
+        arrays[:, i, j] = cell
     if not names:
         arrays = arrays[:, :, 0]
     return _Table(list(order), arrays[0], arrays[1], arrays[2],
-                  np.array([samples[i] for i in range(n)], dtype=np.int64))
+                  np.array([samples[i] for i in range(n)], dtype=np.int64),
+                  *(arrays[3], arrays[4]) if units else (None, None))

@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 
 from neuronshapley import __version__
 from neuronshapley.cli.app import app
+from neuronshapley.pipeline.demo import DEFAULT_MAX_EVALUATIONS
 
-VALUE_COLUMNS = ["player", "value", "ci_low", "ci_high", "samples", "rank"]
+VALUE_COLUMNS = ["player", "value", "ci_low", "ci_high", "unit_low", "unit_high", "top_k",
+                 "samples", "rank"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -28,18 +30,18 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ns_cache")
+def cache(digits_cache: Path) -> Path:
+    return digits_cache
 
 
 @pytest.fixture(scope="module")
 def demo_run(cache: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One tiny demo run through the CLI (trains the model into ``cache``)."""
+    """One demo run through the CLI (the model comes from ``cache``)."""
     out = tmp_path_factory.mktemp("demo") / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEURONSHAPLEY_CACHE", str(cache))
         result = CliRunner().invoke(
-            app, ["demo", "--out", str(out), "--max-evaluations", "200", "--no-progress"]
+            app, ["demo", "--out", str(out), "--no-progress"]
         )
     return result, out
 
@@ -52,21 +54,28 @@ def test_demo_writes_result_files(demo_run, cache: Path) -> None:
         reader = csv.DictReader(fh)
         rows = list(reader)
     assert reader.fieldnames == VALUE_COLUMNS
-    assert len(rows) == 80
-    assert sorted(int(r["rank"]) for r in rows) == list(range(1, 81))
+    assert len(rows) == 32
+    assert sorted(int(r["rank"]) for r in rows) == list(range(1, 33))
     assert all(r["player"].startswith("features.") for r in rows)
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["method"] == "tmab" and meta["n_players"] == 80
+    assert meta["method"] == "tmab" and meta["n_players"] == 32
+    assert meta["intervals"] == "joint" and meta["info"]["guarantee"] is True
+    assert {r["top_k"] for r in rows} <= {"in", "out", "undecided"}
     with (out / "ablation.csv").open(newline="") as fh:
         ablation = list(csv.DictReader(fh))
-    assert {r["split"] for r in ablation} == {"test", "train"}
+    assert [r["split"] for r in ablation][::8] == ["valuation", "test"]
     assert {int(r["removed"]) for r in ablation} == {0, 1, 2, 3, 5, 10, 15, 20}
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["settings"]["max_evaluations"] == 200
+    assert summary["settings"]["max_evaluations"] == DEFAULT_MAX_EVALUATIONS
     assert summary["settings"]["num_threads"] == 1
-    assert 150 <= summary["tmab"]["evaluations"] <= 200  # the budget is never overshot
-    assert 0.9 < summary["model_test_accuracy"] <= 1.0
-    assert "Removing the 10 top Shapley filters" in result.output
+    # the default budget certifies the top 5: every one of them certainly in
+    assert summary["tmab"]["evaluations"] <= DEFAULT_MAX_EVALUATIONS
+    assert "Certified: these 5 filters are the top 5" in " ".join(result.output.split())
+    assert sorted(r["top_k"] for r in rows if int(r["rank"]) <= 5) == ["in"] * 5
+    assert 0.9 < summary["model_test_accuracy"] < 1.0  # held out: not the training images
+    sizes = summary["settings"]["split_sizes"]
+    assert sizes == {"train": 899, "valuation": 359, "selection": 180, "test": 359}
+    assert "Removing the 5 top Shapley filters" in result.output
     assert str(out) in " ".join(result.output.split())
 
 
@@ -107,5 +116,5 @@ def test_library_error_is_one_red_line(
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error:")
-    assert "k must be in 1..80" in errors[0]
+    assert "k must be in 1..32" in errors[0]
     assert isinstance(result.exception, SystemExit)

@@ -349,3 +349,42 @@ def test_report_names_a_damaged_figure_file(tmp_path: Path, name: str, text: str
     (tmp_path / "r" / name).write_text(text)
     error = _one_error(_invoke("report", str(tmp_path / "r")))
     assert message in error and "delete" in error
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.05])
+def test_two_real_ctrl_c_save_the_values_with_their_metadata(tmp_path: Path, npz: Path,
+                                                             gap: float) -> None:
+    """A user presses Ctrl-C twice, ``gap`` seconds apart, during a long run: the values
+    computed before the first are saved whole (values, metadata, config), never half."""
+    import time
+
+    out = tmp_path / "o"
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuronshapley", "run", "--model", MLP, "--data", str(npz),
+         "--out", str(out), "--method", "truncated", "--max-evaluations", "100000000",
+         "--no-report", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "NEURONSHAPLEY_NO_REEXEC": "1", "COLUMNS": "200",
+             "PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # the game is built: the estimate starts now
+        lines.append(line)
+        if "ModelGame(" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    output = "".join(lines) + rest
+    # 130: the run saw both; -SIGINT: the second came after it had saved and said so
+    assert proc.returncode in (130, -signal.SIGINT), output
+    assert "interrupted: the values computed so far are saved" in output, output
+    assert {"values.csv", "metadata.json", "run_config.json"} <= {p.name for p in out.iterdir()}
+    saved = ns.ShapleyResult.load(out)  # validated: the values and metadata belong together
+    assert saved.info["interrupted"] is True and saved.evaluations > 0
+    assert len(saved.values) == 6

@@ -3,7 +3,9 @@
 ``CASES`` name a game, a method and options; ``pinned_values.json`` holds what each gave
 (values, samples, evaluations). Runs here stop on their own (n_permutations, convergence,
 enumeration), never on an evaluation budget, so they must stay bit for bit the same.
-Regenerate only on purpose: ``python tests/estimators/pinned_cases.py``.
+Regenerate only on purpose: ``python tests/estimators/pinned_cases.py``. The bandit's
+cases with ``truncation=True`` keep its earlier default (zero-fill truncation) so that their
+recorded values still apply; ``tmab-whole-walks`` was recorded with today's default.
 """
 
 from __future__ import annotations
@@ -46,23 +48,27 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "truncated-share": ("neuron", "truncated", {"n_permutations": 30, "truncation_fill": "share"}),
     "truncated-roulette": ("neuron", "truncated",
                            {"n_permutations": 30, "truncation_fill": "roulette", "strata": 2}),
-    "tmab": ("neuron", "tmab", {"k": 3}),
+    "tmab": ("neuron", "tmab", {"k": 3, "truncation": True}),
     "tmab-paper": ("neuron", "tmab", {"k": 3, "sampling": "walk", "rule": "paper",
-                                      "bound": "bernstein", "epsilon": 0.02}),
+                                      "bound": "bernstein", "epsilon": 0.02,
+                                      "truncation": True}),
+    "tmab-whole-walks": ("neuron", "tmab", {"k": 3}),
     "tmab-direct": ("neuron", "tmab", {"k": 3, "sampling": "direct", "truncation": False}),
-    "tmab-shared": ("neuron", "tmab", {"k": 3, "sampling": "shared"}),
-    "tmab-normal": ("neuron", "tmab", {"k": 3, "bound": "normal", "min_samples": 20}),
-    "tmab-local": ("neuron", "tmab", {"k": 2, "bound": "bernstein-local", "min_samples": 30}),
+    "tmab-shared": ("neuron", "tmab", {"k": 3, "sampling": "shared", "truncation": True}),
+    "tmab-normal": ("neuron", "tmab", {"k": 3, "bound": "normal", "min_samples": 20,
+                                       "truncation": True}),
+    "tmab-local": ("neuron", "tmab", {"k": 2, "bound": "bernstein-local", "min_samples": 30,
+                                      "truncation": True}),
     "tmab-plain": ("unanimity", "tmab", {"k": 2, "adaptive": False, "sampling": "walk",
                                          "truncation": False, "epsilon": 0.01}),
-    "tmab-strata": ("neuron", "tmab", {"k": 3, "strata": 4, "epsilon": 0.01}),
+    "tmab-strata": ("neuron", "tmab", {"k": 3, "strata": 4, "epsilon": 0.01, "truncation": True}),
     "auto-exact": ("small", "auto", {}),
     "auto-truncated": ("neuron", "auto", {"n_permutations": 40}),
-    "auto-tmab": ("neuron", "auto", {"k": 3}),
+    "auto-tmab": ("neuron", "auto", {"k": 3, "truncation": True}),
 }
 
 DISTRIBUTED: dict[str, tuple[str, dict[str, Any]]] = {
-    "dist-tmab": ("tmab", {"k": 3, "batch": 16, "max_evaluations": 40_000}),
+    "dist-tmab": ("tmab", {"k": 3, "batch": 16, "max_evaluations": 40_000, "truncation": True}),
     "dist-truncated": ("truncated", {"n_permutations": 20, "batch": 5}),
     "dist-permutation": ("permutation", {"n_permutations": 12, "batch": 4}),
 }

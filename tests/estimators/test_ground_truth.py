@@ -86,18 +86,19 @@ def test_tmab_finds_the_true_top_k_with_the_claimed_confidence(seed):
 
 
 def test_tmab_spends_samples_on_the_boundary_not_everywhere():
-    game = WeightedThresholdGame.neuron_like(120, rng=np.random.default_rng(3))
+    n = 80
+    game = WeightedThresholdGame.neuron_like(n, rng=np.random.default_rng(3))
     res = ns.estimate(game, method="tmab", k=5, seed=0)
     assert res.info["converged"]
     # undecided players near the k-th value are sampled more than clear losers ...
     order = np.argsort(-game.shapley_values())
-    assert res.samples[order[:8]].mean() > 1.5 * res.samples[order[-40:]].mean()
+    assert res.samples[order[:8]].mean() > 1.5 * res.samples[order[-n // 3:]].mean()
     # ... and the same certified top-k costs far less than plain Monte-Carlo (every player
     # on every full walk, same confidence sequences)
     plain = ns.estimate(game, method="tmab", k=5, seed=0, adaptive=False, sampling="walk",
                         truncation=False)
     assert plain.info["converged"]
-    assert res.evaluations < 0.5 * plain.evaluations
+    assert res.evaluations < 0.5 * plain.evaluations  # measured: 0.29 (24,134 vs 82,478)
 
 
 def test_same_seed_same_result_different_seed_different():

@@ -117,3 +117,73 @@ def test_cache_follows_edits_of_the_data_the_weights_and_the_players() -> None:
     m2 = np.random.default_rng(2).random((8, other.n_players)) < 0.5
     assert np.array_equal(other(m2), other_whole(m2))
 
+
+
+class _Block(nn.Module):
+    """A pre-norm transformer block in plain torch: attention heads, then an MLP."""
+
+    def __init__(self, d: int = 16, heads: int = 4, hidden: int = 24) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.up, self.down = nn.Linear(d, hidden), nn.Linear(hidden, d)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        a = self.norm1(h)
+        h = h + self.attn(a, a, a, need_weights=False)[0]
+        return h + self.down(torch.relu(self.up(self.norm2(h))))
+
+
+class _TokenTransformer(nn.Module):
+    """Token ids (N, L) -> class scores: embedding, two blocks, mean over positions."""
+
+    def __init__(self, library_blocks: bool = False, vocab: int = 30, d: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(1, 8, d) * 0.3)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, 4, 24, dropout=0.0, batch_first=True)
+            if library_blocks else _Block(d) for _ in range(2))
+        self.head = nn.Linear(d, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids) + self.pos[:, : ids.shape[1]]
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h.mean(1))
+
+
+@pytest.mark.parametrize("library_blocks, players", [
+    (False, ["blocks.1.attn", "blocks.1.up"]),  # heads and MLP units of the 2nd block
+    (True, ["blocks.1.self_attn", "blocks.1.linear1"]),  # nn.TransformerEncoderLayer
+])
+def test_cached_prefix_gives_the_same_values_on_a_transformer(
+        library_blocks: bool, players: list[str]) -> None:
+    torch.manual_seed(3)
+    model = _TokenTransformer(library_blocks).eval()
+    ids, y = torch.randint(0, 30, (24, 8)), torch.randint(0, 5, (24,))
+    cached, whole = _games(model, ids, y, players)
+    assert {ly.kind for ly in cached.players_set.layers} >= {"attention_heads"}
+    assert cached.split is not None and whole.split is None
+    # the embedding and the first block run once, in the prefix
+    assert not any(name.startswith("blocks.0") for name, _ in
+                   cached.split.suffix.named_modules())
+    masks = np.random.default_rng(3).random((30, cached.n_players)) < 0.5
+    masks[0] = True
+    assert np.array_equal(cached(masks), whole(masks))
+    assert len(np.unique(cached(masks))) > 3  # the masks change the values
+
+
+def test_hugging_face_model_runs_whole_with_the_same_values() -> None:
+    pytest.importorskip("transformers")
+    from tiny_transformers import tiny_bert, token_batch
+
+    model = tiny_bert(seed=4)
+    batch = token_batch(n=6, seed=4)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    players = ["bert.encoder.layer.1.*"]
+    for inputs in (batch, batch["input_ids"]):  # a mapping, and the ids alone as a tensor
+        cached, whole = _games(model, inputs, y, players)
+        assert cached.split is None  # not split by torch.fx: the whole model runs per mask
+        masks = np.random.default_rng(4).random((16, cached.n_players)) < 0.5
+        assert np.array_equal(cached(masks), whole(masks))

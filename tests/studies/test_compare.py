@@ -191,13 +191,13 @@ def test_cli_commands_with_a_tiny_setup(trained: nn.Module, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_cli_compare_on_digits(tmp_path, monkeypatch) -> None:
-    """``compare`` on the real digits CNN (trained into a temporary cache), tiny budgets."""
+def test_cli_compare_on_digits(tmp_path, monkeypatch, digits_cache) -> None:
+    """``compare`` on the real digits CNN (from the session's model cache), tiny budgets."""
     import typer
 
     from neuronshapley.cli.studies import register
 
-    monkeypatch.setenv("NEURONSHAPLEY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NEURONSHAPLEY_CACHE", str(digits_cache))
     app = typer.Typer()
     register(app)
     runner = CliRunner()
@@ -208,6 +208,11 @@ def test_cli_compare_on_digits(tmp_path, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     levels = (out / "levels.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in levels[1:]] == ["shapley", "loo", "random"]
+    summary = json.loads((out / "summary.json").read_text())
+    # values on the valuation split, curves on the test split: neither is training data
+    assert summary["settings"]["value_examples"] == 359
+    assert summary["settings"]["heldout_examples"] == 359
+    assert 0.9 < summary["full_heldout"] < 1.0
     bad = runner.invoke(app, ["compare", "--model", "resnet", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown study model" in bad.output
 
@@ -222,3 +227,18 @@ def test_shapley_options_per_method(trained: nn.Module) -> None:
     assert shapley_options(setup, "tmab", k=3)["k"] == 3
     with pytest.raises(ValueError, match="tmab"):
         shapley_options(setup, "auto", k=3)
+
+
+def test_digits_setup_has_four_disjoint_splits(tmp_path) -> None:
+    """The built-in digits setup: values on valuation, curves on test, a selection split."""
+    from neuronshapley.studies.compare import study_setup
+
+    setup = study_setup("digits", cache_dir=tmp_path)
+    assert setup.selection_inputs is not None and setup.selection_targets is not None
+    assert setup.defaults["splits"] == {"train": 899, "valuation": 359, "selection": 180,
+                                        "test": 359}
+    parts = [setup.value_inputs, setup.selection_inputs, setup.heldout_inputs]
+    rows = [{bytes(r.numpy().tobytes()) for r in x.reshape(len(x), -1)} for x in parts]
+    # the bundled digits hold a few pixel-identical duplicates; nothing else is shared
+    assert all(len(rows[i] & rows[j]) <= 2 for i in range(3) for j in range(i + 1, 3))
+    assert "valuation" in setup.description and "test" in setup.description

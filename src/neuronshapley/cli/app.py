@@ -21,7 +21,7 @@ from neuronshapley.cli.common import library_errors, out_console
 
 # --------------------------------------------------------------------------- commands
 def _register_core(app: typer.Typer) -> None:
-    from neuronshapley.pipeline.demo import DEFAULT_MAX_EVALUATIONS
+    from neuronshapley.pipeline.demo import DEFAULT_K, DEFAULT_MAX_EVALUATIONS
 
     @app.command()
     def demo(
@@ -32,8 +32,8 @@ def _register_core(app: typer.Typer) -> None:
             int, typer.Option(help="Seed of the data split, training, walks and ablation.")
         ] = 0,
         k: Annotated[
-            int, typer.Option("--k", min=1, help="Size of the top set TMAB separates.")
-        ] = 10,
+            int, typer.Option("--k", min=1, help="Size of the top set TMAB certifies.")
+        ] = DEFAULT_K,
         max_evaluations: Annotated[
             int, typer.Option(min=1, help="TMAB budget of game evaluations.")
         ] = DEFAULT_MAX_EVALUATIONS,
@@ -48,7 +48,7 @@ def _register_core(app: typer.Typer) -> None:
                                help="Replace the files of an earlier result in --out.")
         ] = False,
     ) -> None:
-        """Value the 80 conv filters of a small digits CNN and check the values by ablation."""
+        """Certify the top filters of a small digits CNN's last conv layer; check by ablation."""
         from neuronshapley.pipeline.demo import run_demo
 
         with library_errors():

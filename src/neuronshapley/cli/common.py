@@ -7,8 +7,9 @@ traceback; run a command inside :func:`library_errors` to get that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,6 +25,9 @@ EXIT_INTERRUPTED = 130
 #: Exceptions shown as a one-line message instead of a traceback.
 LIBRARY_ERRORS: tuple[type[BaseException], ...] = (NeuronShapleyError, ValueError, OSError)
 
+#: The ``--out`` option of the study commands (each gives its own default folder).
+OutFolder = Annotated[Path, typer.Option("--out", help="Folder for the result files.",
+                                         file_okay=False)]
 #: The ``--threads`` option of the study commands.
 Threads = Annotated[int, typer.Option(min=1, help="Torch CPU threads.")]
 #: The ``--progress/--no-progress`` option of the study commands.
@@ -44,6 +48,19 @@ def int_list(text: str | None, what: str) -> list[int] | None:
 def out_console() -> Console:
     """Console for a command's normal output (stdout)."""
     return Console()
+
+
+@contextmanager
+def study_command(threads: int, progress: bool
+                  ) -> Iterator[tuple[Console, Callable[[str], None] | None]]:
+    """The body of a study command: ``(console, log)`` (log prints progress lines, None
+    without ``progress``), the library's errors as one line, ``threads`` torch threads."""
+    from neuronshapley.runtime import torch_threads
+
+    console = out_console()
+    log = (lambda m: console.print(m, highlight=False)) if progress else None
+    with library_errors(), torch_threads(threads):
+        yield console, log
 
 
 def err_console() -> Console:

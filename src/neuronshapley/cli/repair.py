@@ -12,9 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from neuronshapley.cli.common import ShowProgress, Threads, int_list
+from neuronshapley.cli.common import OutFolder, ShowProgress, Threads, int_list
 from neuronshapley.cli.model_options import PANEL, ModelOptions, with_model_options
-from neuronshapley.runtime import torch_threads
 
 
 def _floats(text: str, what: str = "--clean-weights", count: int | None = None) -> list[float]:
@@ -52,14 +51,13 @@ MaxEvaluations = Annotated[int, typer.Option(min=1, help="Shapley budget of game
 
 def register(app: typer.Typer) -> None:
     """Add the ``fairness`` and ``adversarial`` commands to ``app``."""
-    from neuronshapley.cli.common import library_errors, out_console
+    from neuronshapley.cli.common import study_command
 
     @app.command()
     @with_model_options
     def fairness(
         spec: ModelOptions,
-        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
-                                          file_okay=False)] = Path("neuronshapley-fairness"),
+        out: OutFolder = Path("neuronshapley-fairness"),
         benchmark: Annotated[str, typer.Option(
             help="Built-in: digits (coloured digits, colour shortcut) or adult (UCI Adult, "
                  "sex); ignored with your own --model.")] = "digits",
@@ -97,9 +95,7 @@ def register(app: typer.Typer) -> None:
             write_fairness,
         )
 
-        console = out_console()
-        log = (lambda m: console.print(m, highlight=False)) if progress else None
-        with library_errors(), torch_threads(threads):
+        with study_command(threads, progress) as (console, log):
             _check_method(method)
             if spec.is_user_model(()):
                 if groups is None or target_group is None:
@@ -132,8 +128,7 @@ def register(app: typer.Typer) -> None:
     @with_model_options
     def adversarial(
         spec: ModelOptions,
-        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
-                                          file_okay=False)] = Path("neuronshapley-adversarial"),
+        out: OutFolder = Path("neuronshapley-adversarial"),
         input_range: Annotated[str, typer.Option(
             help="LOW,HIGH: adversarial inputs stay in this range (the data's pixel range).")
         ] = "0,1",
@@ -171,9 +166,7 @@ def register(app: typer.Typer) -> None:
             write_adversarial,
         )
 
-        console = out_console()
-        log = (lambda m: console.print(m, highlight=False)) if progress else None
-        with library_errors(), torch_threads(threads):
+        with study_command(threads, progress) as (console, log):
             _check_method(method)
             if eps <= 0:
                 raise ValueError(f"--eps must be positive, got {eps}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -250,20 +251,17 @@ def _players_from_result(model: Any, result_dir: Path, cfg: Any) -> Any:
 
 
 def _print_outcome(console: Any, outcome: Any) -> None:
-    from neuronshapley.pipeline.runner import summary_rows
-
     result = outcome.result
-    rows = summary_rows(result, 10)
-    conf = result.confidence if result.confidence is not None else 0.95
+    shown = result if result.values.ndim == 1 else result.output(0)
+    heads, cells = shown.display_table(10)
     metric = escape(str(result.info.get("metric")))
-    table = Table(title=f"Top {len(rows)} units by Shapley value ({metric})",
-                  title_justify="left")
-    for col, just in (("rank", "right"), ("unit", "left"), ("value", "right"),
-                      (f"{100 * conf:.0f}% interval", "right"), ("samples", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in rows:
-        table.add_row(str(r["rank"]), escape(r["player"]), f"{r['value']:+.4f}",
-                      f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", str(r["samples"]))
+    table = Table(title=f"Top {len(cells)} units by Shapley value ({metric})",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for col in heads:
+        table.add_column(col, justify="left" if col == "unit" or col.startswith("top-")
+                         else "right", no_wrap=col == "unit")
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
     console.print(table)
     info = result.info
     console.print(
@@ -271,6 +269,11 @@ def _print_outcome(console: Any, outcome: Any) -> None:
         f"{result.wall_time:.1f} s"
         + (f"; converged: {info.get('converged')}" if "converged" in info else ""),
         highlight=False)
+    summary = shown.top_k_summary()
+    if summary:
+        console.print(summary, highlight=False)
+    if info.get("intervals_note"):
+        console.print(f"intervals: {escape(str(info['intervals_note']))}", highlight=False)
     for note in outcome.notes:
         console.print(f"note: {escape(note)}", highlight=False)
     files = ", ".join(escape(str(p)) for p in outcome.files.values())

@@ -14,9 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from neuronshapley.cli.common import ShowProgress, Threads, int_list
+from neuronshapley.cli.common import OutFolder, ShowProgress, Threads, int_list
 from neuronshapley.cli.model_options import ModelOptions, with_model_options
-from neuronshapley.runtime import torch_threads
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -40,14 +39,13 @@ def _setup(spec: ModelOptions, seed: int, metric: str | None, include_dense: boo
 
 def register(app: typer.Typer) -> None:
     """Add the ``compare`` and ``class-specific`` commands to ``app``."""
-    from neuronshapley.cli.common import library_errors, out_console
+    from neuronshapley.cli.common import study_command
 
     @app.command()
     @with_model_options
     def compare(
         spec: ModelOptions,
-        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
-                                          file_okay=False)] = Path("neuronshapley-compare"),
+        out: OutFolder = Path("neuronshapley-compare"),
         metric: Annotated[str | None, typer.Option(
             help="Your model: the metric V (accuracy, log_prob, ...; default accuracy).")
         ] = None,
@@ -83,8 +81,7 @@ def register(app: typer.Typer) -> None:
         """Remove each ranking's top units (Shapley vs baselines) and measure held-out metric."""
         from neuronshapley.studies.compare import run_compare, shapley_options
 
-        console = out_console()
-        with library_errors(), torch_threads(threads):
+        with study_command(threads, progress) as (console, log):
             setup = _setup(spec, seed, metric, include_dense=include_dense)
             opts = shapley_options(setup, method, max_evaluations, k)
             gopts = dict(setup.defaults.get("game_options", {}))
@@ -100,7 +97,7 @@ def register(app: typer.Typer) -> None:
                 level_fraction=level_fraction, random_draws=random_draws,
                 conductance_options={"n_steps": conductance_steps}, game_options=gopts,
                 seed=seed, out_dir=out, title=setup.description,
-                log=(lambda msg: console.print(msg, highlight=False)) if progress else None,
+                log=log,
             )
         _print_compare(console, result)
 
@@ -108,8 +105,7 @@ def register(app: typer.Typer) -> None:
     @with_model_options
     def class_specific(
         spec: ModelOptions,
-        out: Annotated[Path, typer.Option("--out", help="Folder for the result files.",
-                                          file_okay=False)] = Path("neuronshapley-classes"),
+        out: OutFolder = Path("neuronshapley-classes"),
         classes: Annotated[str | None, typer.Option(
             help="Comma-separated target classes (default: all).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the estimate and controls.")] = 0,
@@ -128,8 +124,7 @@ def register(app: typer.Typer) -> None:
         """Class-specific Shapley values (class recall), and removing each class's top units."""
         from neuronshapley.studies.class_specific import run_class_specific
 
-        console = out_console()
-        with library_errors(), torch_threads(threads):
+        with study_command(threads, progress) as (console, log):
             setup = _setup(spec, seed, None)
             result = run_class_specific(
                 setup.model, setup.value_inputs, setup.value_targets,
@@ -140,7 +135,7 @@ def register(app: typer.Typer) -> None:
                 exclude_fraction=exclude_fraction,
                 remove=int_list(remove, "--remove") or [1], random_draws=random_draws,
                 game_options=setup.defaults.get("game_options"), seed=seed, out_dir=out,
-                log=(lambda msg: console.print(msg, highlight=False)) if progress else None,
+                log=log,
             )
         _print_class_specific(console, result)
 

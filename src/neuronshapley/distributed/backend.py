@@ -35,7 +35,7 @@ import numpy as np
 from neuronshapley.errors import InputError, OptionError
 from neuronshapley.estimators.driver import Driver
 from neuronshapley.estimators.engine import GameInfo, fingerprint, output_names, player_ids
-from neuronshapley.estimators.estimate import RUN_OPTIONS, make_estimator
+from neuronshapley.estimators.registry import RUN_OPTIONS, make_estimator
 from neuronshapley.estimators.requests import Answer, BudgetSpent, Direct, Request, Shared, Walks
 from neuronshapley.estimators.sampler import WalkSampler
 from neuronshapley.estimators.truncation import TruncationRule

@@ -12,16 +12,16 @@ from neuronshapley.estimators.bounds import Bernstein, BernsteinLocal, Betting, 
 from neuronshapley.estimators.checkpoint import CheckpointError
 from neuronshapley.estimators.control import ControlVariate, Surrogate
 from neuronshapley.estimators.driver import EstimationInterrupted
-from neuronshapley.estimators.estimate import (
-    METHODS,
-    REGISTRY,
-    accepts,
-    estimate,
-    make_estimator,
-    method_options,
-)
+from neuronshapley.estimators.estimate import METHODS, estimate
 from neuronshapley.estimators.exact import Exact
 from neuronshapley.estimators.montecarlo import MonteCarlo, Truncated
+from neuronshapley.estimators.registry import (
+    REGISTRY,
+    accepts,
+    make_estimator,
+    method_options,
+    register,
+)
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.stopping import (
     Converged,
@@ -49,5 +49,5 @@ __all__ = [
     "Estimator", "Exact", "Fill", "IntervalsNarrowerThan", "MaxEvaluations", "MaxTime",
     "MaxWalks", "MonteCarlo", "Normal", "Roulette", "RunningStats", "Share", "StoppingRule",
     "Surrogate", "TopKSeparated", "Truncated", "Truncation", "TruncationRule", "Zero",
-    "accepts", "estimate", "make_estimator", "method_options",
+    "accepts", "estimate", "make_estimator", "method_options", "register",
 ]

@@ -21,6 +21,7 @@ from neuronshapley.estimators.base import SEED, Estimator
 from neuronshapley.estimators.driver import resolve_players
 from neuronshapley.estimators.engine import _Guard
 from neuronshapley.estimators.params import validate
+from neuronshapley.estimators.registry import make_estimator, method_options, register
 from neuronshapley.estimators.requests import BudgetSpent
 from neuronshapley.estimators.sampler import WalkSampler
 from neuronshapley.estimators.truncation import Truncation
@@ -28,6 +29,7 @@ from neuronshapley.estimators.truncation import Truncation
 PILOT_STREAM = 7919  # the pilot's generator: default_rng([seed, PILOT_STREAM])
 
 
+@register
 class Auto(Estimator):
     """Chooses and runs an estimator (see the module docstring); ``result.info["auto"]``
     says what it chose and why."""
@@ -36,8 +38,6 @@ class Auto(Estimator):
     PARAMS = (SEED,)
 
     def __init__(self, seed: int | None = 0, **options: Any) -> None:
-        from neuronshapley.estimators.estimate import method_options
-
         self._params = validate("Auto", self.PARAMS, {"seed": seed})
         unknown = sorted(set(options) - set(self.option_names()))
         if unknown:
@@ -52,17 +52,17 @@ class Auto(Estimator):
                 )
         self.options = dict(options)
 
-    @staticmethod
-    def option_names() -> list[str]:
-        from neuronshapley.estimators.estimate import method_options
-
+    @classmethod
+    def option_names(cls) -> list[str]:
         return sorted(set(method_options("truncated")) | set(method_options("tmab")))
+
+    @classmethod
+    def from_options(cls, seed: int | None = 0, **options: Any) -> Auto:
+        return cls(seed=seed, **options)
 
     def choose(self, game: Any, n: int, run: dict[str, Any]
                ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """``(method, its options, what and why)``; may walk one pilot walk on ``game``."""
-        from neuronshapley.estimators.estimate import method_options
-
         options, seed = self.options, self._params["seed"]
         if options.get("k") is not None:
             return "tmab", dict(options), {"chosen": "tmab", "reason": "k given: certify "
@@ -109,8 +109,6 @@ class Auto(Estimator):
 
     def fit(self, game: Callable[[np.ndarray], np.ndarray], n_players: int | None = None,
             **run: Any) -> Any:
-        from neuronshapley.estimators.estimate import make_estimator
-
         n = resolve_players(game, n_players)
         method, options, choice = self.choose(game, n, run)
         estimator = make_estimator(method, self._params["seed"], **options)

@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from neuronshapley.errors import InputError
 from neuronshapley.estimators.params import Param, validate
 from neuronshapley.estimators.requests import Answer, Request
 from neuronshapley.estimators.stopping import RunView, StoppingRule
-from neuronshapley.estimators.truncation import TruncationRule
+from neuronshapley.estimators.truncation import FLAT_NAMES, TruncationRule, from_flat
 
 SEED = Param("seed", "int", 0, "seed of the random generator (None: fresh entropy)")
 
@@ -37,6 +38,36 @@ class Estimator:
     def __init__(self, **params: Any) -> None:
         self._params = validate(type(self).__name__, self.PARAMS, params)
         self._check()
+
+    # ------------------------------------------------------------ the facade's options
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The options ``estimate(method=...)`` passes on to this class: its parameters (less
+        ``seed`` and ``stop``) and, where it has a ``truncation`` parameter, the flat
+        ``truncation_*`` options."""
+        names = [p.name for p in cls.PARAMS if p.name not in ("seed", "stop")]
+        if "truncation" in names:
+            names += list(FLAT_NAMES)
+        return names
+
+    @classmethod
+    def from_options(cls, seed: int | None = 0, **options: Any) -> Estimator:
+        """An instance from the facade's flat options: ``truncation=True`` or any
+        ``truncation_*`` option builds the dead-network rule they describe, ``False`` or
+        None means whole walks; a rule object is taken as it is."""
+        params = {k: v for k, v in options.items() if k not in FLAT_NAMES}
+        flat = {k: v for k, v in options.items() if k in FLAT_NAMES}
+        if "truncation" in params or flat:
+            rule = params.get("truncation", True)
+            if rule is True:
+                params["truncation"] = from_flat(f"method {cls.method!r}", flat)
+            elif flat:
+                raise InputError(
+                    f"method {cls.method!r}: {sorted(flat)} describe a truncation rule but "
+                    f"truncation={rule!r}: pass truncation=True with them, or drop them")
+            elif rule is False:
+                params["truncation"] = None
+        return cls(seed=seed, **params)
 
     def _check(self) -> None:
         """Checks that involve several parameters (subclasses)."""
@@ -99,6 +130,15 @@ class Estimator:
         raise NotImplementedError
 
     def confidence(self) -> float | None:
+        return None
+
+    def interval_kind(self) -> str:
+        """What :meth:`interval` gives: ``"per-unit"`` (each unit's interval on its own),
+        ``"joint"`` (all units at once, at every round) or ``"exact"``."""
+        return "per-unit"
+
+    def unit_interval(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-unit intervals (n, d) where :meth:`interval` is joint; else None."""
         return None
 
     def progress(self) -> dict[str, Any]:

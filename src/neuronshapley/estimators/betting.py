@@ -214,15 +214,40 @@ class BettingIntervals:
         self.seen[players] = True
 
     # -------------------------------------------------------------------------- bounds
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds (n,) of each player's mean (-inf/inf before any data)."""
+    def bounds(self, delta: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds (n,) of each player's mean (-inf/inf before any data).
+
+        ``delta`` None: the sequences at the level they were built for. A larger ``delta``
+        reads the same capital at a lower bar ``1 / delta`` (Ville's inequality holds for
+        any bar): narrower sequences, each holding with probability ``1 - delta``.
+        """
         if self.log_up.shape[-1] == 0:
             return np.full(self.n, -np.inf), np.full(self.n, np.inf)
+        first, last = self.first, self.last
+        if delta is not None and delta > self.delta:
+            first, last = self._window_at(float(np.log(1.0 / delta)))
         grid = self.grid
         a, b = self.support()
-        low = np.maximum(grid[self.first] - self.step, a)
-        high = np.minimum(grid[self.last] + self.step, b)
+        low = np.maximum(grid[first] - self.step, a)
+        high = np.minimum(grid[last] + self.step, b)
         return np.where(self.seen, low, -np.inf), np.where(self.seen, high, np.inf)
+
+    def _window_at(self, threshold: float, rows: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """First and last grid points of each player's window whose current log capital is
+        below ``threshold`` (none: the window's weakest point)."""
+        first, last = self.first.copy(), self.last.copy()
+        cols = np.arange(self.log_up.shape[-1])
+        for r0 in range(0, self.n, rows):
+            sl = slice(r0, r0 + rows)
+            log_k = self._log_capital(self.log_up[sl], self.log_dn[sl]).astype(np.float64)
+            inside = (cols >= self.first[sl, None]) & (cols <= self.last[sl, None])
+            log_k = np.where(inside, log_k, np.inf)
+            alive = log_k < threshold
+            has = alive.any(axis=1)
+            weakest = np.argmin(log_k, axis=1)
+            first[sl] = np.where(has, np.argmax(alive, axis=1), weakest)
+            last[sl] = np.where(has, cols.size - 1 - np.argmax(alive[:, ::-1], axis=1), weakest)
+        return first, last
 
     # -------------------------------------------------------------------------- state
     def state(self) -> dict[str, np.ndarray]:

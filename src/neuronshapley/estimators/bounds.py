@@ -57,6 +57,7 @@ class Bound(TypePolicy):
 
     name = "bound"
     sequential = False  # True: the bandit keeps a BettingIntervals for the primary output
+    anytime = False  # True: valid at every round at once (stopping early keeps it)
     local_range = False  # True: each player's own observed range instead of the widest
 
     def halfwidths(self, var: np.ndarray, count: np.ndarray, value_range: float | np.ndarray,
@@ -87,6 +88,7 @@ class Betting(Bernstein):
 
     name = "betting"
     sequential = True
+    anytime = True
 
 
 class Normal(Bound):

@@ -22,9 +22,9 @@ import numpy as np
 
 from neuronshapley.errors import CheckpointError, InputError, OptionError
 from neuronshapley.estimators.checkpoint import Checkpointer, has_state, load_state
-from neuronshapley.estimators.interrupts import deferred_interrupts
 from neuronshapley.estimators.requests import BudgetSpent
 from neuronshapley.estimators.stopping import RunView
+from neuronshapley.interrupts import deferred_interrupts
 from neuronshapley.progress import make_progress
 from neuronshapley.result import ShapleyResult
 
@@ -196,7 +196,8 @@ class Driver:
                 squeeze(est.values()), squeeze(low), squeeze(high), est.samples().copy(),
                 int(engine.evaluations), list(engine.info.players), est.method, est.seed,
                 est.resolved_params(), time.perf_counter() - self.started, est.confidence(),
-                engine.info.output_names, info={**info, **est.result_info()})
+                engine.info.output_names, info={**info, **est.result_info()},
+                intervals=est.interval_kind())
         info.update(walks=engine.walks, truncated_walks=engine.truncated_walks,
                     v_full=engine.info.v_full.tolist(), v_null=engine.info.v_null.tolist())
         info.update(est.result_info())
@@ -211,7 +212,11 @@ class Driver:
             est.seed, {**est.resolved_params(), **self.extra_params},
             time.perf_counter() - self.started,
             est.confidence(), engine.info.output_names, info=info,
+            intervals=est.interval_kind(),
         )
+        units = est.unit_interval()
+        if units is not None:
+            res.unit_low, res.unit_high = squeeze(units[0]), squeeze(units[1])
         res.state = copy.deepcopy(self.snapshot_now())
         return res
 

@@ -12,6 +12,7 @@ from neuronshapley.errors import InputError
 from neuronshapley.estimators.base import SEED, Estimator
 from neuronshapley.estimators.engine import GameInfo, fingerprint, output_names, player_ids
 from neuronshapley.estimators.params import Param
+from neuronshapley.estimators.registry import register
 from neuronshapley.estimators.requests import Answer, Coalitions, Request
 from neuronshapley.estimators.stopping import RunView
 from neuronshapley.estimators.walks import call_game
@@ -108,6 +109,7 @@ class CoalitionEngine:
         raise InputError("exact enumeration cannot be resumed")
 
 
+@register
 class Exact(Estimator):
     """Every coalition evaluated once, ``chunk`` per game call (n <= 22)."""
 
@@ -148,6 +150,9 @@ class Exact(Estimator):
 
     def confidence(self) -> float | None:
         return 1.0
+
+    def interval_kind(self) -> str:
+        return "exact"
 
     def state(self) -> dict[str, np.ndarray]:
         return {}

@@ -16,6 +16,7 @@ from neuronshapley.estimators.base import SEED, Estimator
 from neuronshapley.estimators.bounds import normal_halfwidth
 from neuronshapley.estimators.control import ControlVariate, make_control
 from neuronshapley.estimators.params import Param
+from neuronshapley.estimators.registry import register
 from neuronshapley.estimators.requests import Answer, Request, Walks
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.stopping import (
@@ -26,7 +27,7 @@ from neuronshapley.estimators.stopping import (
     StoppingRule,
     any_of,
 )
-from neuronshapley.estimators.truncation import DeadNetwork, TruncationRule
+from neuronshapley.estimators.truncation import DeadNetwork, TruncationRule, flat_truncation
 
 BUDGET = (
     Param("max_evaluations", "int", None, "coalition evaluations in all (never overshot)",
@@ -40,18 +41,7 @@ STRATA = Param("strata", "int", 1, "position-stratified blocks of walks (unbiase
                none=False)
 
 
-def flat_truncation(rule: TruncationRule | None) -> dict[str, Any]:
-    """A truncation rule as the facade's flat ``truncation_*`` options."""
-    if rule is None:
-        return {"truncation": False}
-    p = rule.params()
-    out = {"truncation_tolerance": p.get("tolerance"), "truncation_patience": p["patience"],
-           "truncation_fill": p["fill"], "truncation_keep": p["keep"]}
-    if type(rule) is not DeadNetwork:
-        out["truncation_rule"] = p["rule"]
-    return out
-
-
+@register
 class MonteCarlo(Estimator):
     """Plain Monte-Carlo over uniform random permutations (``method="permutation"``).
 
@@ -122,6 +112,15 @@ class MonteCarlo(Estimator):
     def confidence(self) -> float | None:
         return float(self._params["confidence"])
 
+    def result_info(self) -> dict[str, Any]:
+        level = f"{100 * float(self._params['confidence']):g}%"
+        rule = self.truncation()
+        bias = ("" if rule is None or rule.fill.unbiased else
+                f"; the {rule.fill.name!r} truncation fill biases them where V is not "
+                "monotone (truncation_fill='roulette' does not)")
+        return {"intervals_note": f"per-unit {level} normal-approximation intervals, each "
+                f"for one unit on its own, at the final sample count{bias}"}
+
     def state(self) -> dict[str, np.ndarray]:
         arrays = {f"stats.{k}": v for k, v in self.stats.state().items()}
         if self.cv is not None:
@@ -143,6 +142,7 @@ class MonteCarlo(Estimator):
         return p
 
 
+@register
 class Truncated(MonteCarlo):
     """Monte-Carlo with truncated walks (``method="truncated"``): a walk stops once the
     sub-network is dead (``truncation``, default :class:`~.truncation.DeadNetwork`) and its
@@ -153,6 +153,11 @@ class Truncated(MonteCarlo):
               Param("truncation", TruncationRule, DeadNetwork(), "dead-network rule and fill",
                     none=False))
 
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Always truncates: the rule is set by the flat ``truncation_*`` options."""
+        return [n for n in super().option_names() if n != "truncation"]
+
     def truncation(self) -> TruncationRule | None:
         return self._params["truncation"]
 
@@ -162,4 +167,4 @@ class Truncated(MonteCarlo):
         return {**p, **flat_truncation(self._params["truncation"])}
 
 
-__all__ = ["MonteCarlo", "Truncated", "flat_truncation"]
+__all__ = ["MonteCarlo", "Truncated"]

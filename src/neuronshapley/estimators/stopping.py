@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from neuronshapley.estimators.params import Param, validate
+from neuronshapley.estimators.topk import undecided
 
 
 @dataclass
@@ -188,7 +189,6 @@ class TopKSeparated(StoppingRule):
         self.k, self.epsilon, self.output = checked["k"], checked["epsilon"], checked["output"]
 
     def done(self, view: RunView) -> bool:
-        from neuronshapley.estimators.tmab import undecided
 
         low, high = view.estimator.interval()
         mean = view.estimator.values()

@@ -1,7 +1,7 @@
 """TMAB-Shapley (Ghorbani & Zou 2020, Alg. 1): truncated walks + a top-k bandit.
 
 Every round gives each player still "in play" one marginal; a player leaves play once its
-interval settles whether it is in the top-k (see :func:`undecided`), or is narrower than
+interval settles whether it is in the top-k (see :func:`.topk.undecided`), or is narrower than
 ``epsilon``. Walks stop after the last player in play. Late in a run, when few players are
 in play, a whole walk costs many evaluations per marginal; ``sampling="auto"`` then draws
 marginals around shared random coalitions, or each player's at its own random position
@@ -18,8 +18,9 @@ from neuronshapley.errors import InputError
 from neuronshapley.estimators.base import SEED, Estimator
 from neuronshapley.estimators.betting import BettingIntervals
 from neuronshapley.estimators.bounds import Bound, make_bound
-from neuronshapley.estimators.montecarlo import BUDGET, STRATA, flat_truncation
+from neuronshapley.estimators.montecarlo import BUDGET, STRATA
 from neuronshapley.estimators.params import Param
+from neuronshapley.estimators.registry import register
 from neuronshapley.estimators.requests import Answer, Direct, Request, Shared, Walks
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.stopping import (
@@ -29,34 +30,12 @@ from neuronshapley.estimators.stopping import (
     StoppingRule,
     any_of,
 )
-from neuronshapley.estimators.truncation import DeadNetwork, TruncationRule
+from neuronshapley.estimators.topk import undecided
+from neuronshapley.estimators.truncation import TruncationRule, flat_truncation
 
 SAMPLINGS = ("auto", "walk", "direct", "shared")
 RULES = ("separation", "paper")
 BOUNDS = ("betting", "bernstein", "bernstein-local", "normal")
-
-
-def undecided(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, k: int,
-              rule: str) -> np.ndarray:
-    """Players whose membership of the top-k is not yet settled by their intervals.
-
-    ``"paper"``: the interval still contains the current k-th largest mean (so the k-th
-    player itself only leaves through ``epsilon``). ``"separation"``: a current top-k player
-    is settled once its lower bound clears every outsider's upper bound, an outsider once
-    its upper bound is below every top-k lower bound.
-    """
-    n = len(mean)
-    order = np.argsort(-mean, kind="stable")
-    if rule == "paper":
-        kth = mean[order[k - 1]]
-        return (lower < kth) & (upper > kth)
-    if k == n:
-        return np.zeros(n, dtype=bool)
-    inside = np.zeros(n, dtype=bool)
-    inside[order[:k]] = True
-    best_outside_upper = upper[~inside].max()
-    worst_inside_lower = lower[inside].min()
-    return np.where(inside, lower <= best_outside_upper, upper >= worst_inside_lower)
 
 
 class _Ranges:
@@ -93,6 +72,7 @@ def _use_direct(sampling: str, walk_cost: int, walk_samples: int, direct_cost: i
     return direct_cost / direct_samples < walk_cost / walk_samples
 
 
+@register
 class TMAB(Estimator):
     """TMAB: rounds of marginals for the players in play until the top-k is separated.
 
@@ -105,6 +85,13 @@ class TMAB(Estimator):
     plug-in). ``"bernstein-local"`` uses each player's own observed range (guard it with
     ``min_samples``) and ``"normal"`` normal-approximation intervals; both under-cover on
     games with rare large marginals (``benchmarks/interval_coverage.py``).
+    Walks are whole by default (``truncation=None``): cutting them where the sub-network
+    looks dead and filling the rest with zeros (the paper's rule) is biased wherever V is
+    not monotone or a dead sub-network revives, and the guarantee no longer holds; the
+    unbiased roulette fill keeps it, at extra cost. The result says which held
+    (``result.info["guarantee"]``). Besides these joint intervals, ``result.unit_low`` /
+    ``unit_high`` are per-unit intervals (each unit's on its own, at ``1 - delta``) for
+    reading a single value.
     ``adaptive=False`` keeps the stopping rule but samples every player on every walk
     (certified plain Monte-Carlo).
     """
@@ -130,8 +117,8 @@ class TMAB(Estimator):
         Param("adaptive", "bool", True, "False: every player on every walk", none=False),
         Param("bound", Bound, "betting", "confidence bound (betting, bernstein, "
               "bernstein-local, normal or a Bound)", coerce=make_bound, none=False),
-        Param("truncation", TruncationRule, DeadNetwork(), "dead-network rule and fill "
-              "(None: whole walks)"),
+        Param("truncation", TruncationRule, None, "dead-network rule and fill (None: whole "
+              "walks; a biased fill voids the guarantee)"),
         STRATA,
         *BUDGET,
     )
@@ -258,12 +245,44 @@ class TMAB(Estimator):
     def confidence(self) -> float | None:
         return 1 - float(self._params["delta"])
 
+    def interval_kind(self) -> str:
+        return "joint"
+
+    def unit_interval(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each player's interval at ``1 - delta`` on its own (no union over players)."""
+        p, stats = self._params, self.stats
+        r = self.ranges.get(local=self.bound_.local_range)
+        hw = self.bound_.halfwidths(stats.variance(), stats.count, r, float(p["delta"]))
+        low, high = stats.mean - hw, stats.mean + hw
+        if self.betting is not None:
+            out = p["output"]
+            low[:, out], high[:, out] = self.betting.bounds(float(p["delta"]))
+        # never wider than the joint intervals (both hold; their intersection too)
+        return np.maximum(low, self.low), np.minimum(high, self.high)
+
+    def guarantee(self) -> tuple[bool, str]:
+        """Whether the joint guarantee holds on every game, and why (not)."""
+        p = self._params
+        rule, bound = p["truncation"], self.bound_
+        if rule is not None and not rule.fill.unbiased:
+            return False, (f"not guaranteed: the {rule.fill.name!r} truncation fill is biased "
+                           "where V is not monotone or a dead sub-network revives (use "
+                           "truncation=None or truncation_fill='roulette')")
+        if not bound.anytime:
+            return False, (f"not guaranteed: the {bound.name!r} bound is not an anytime "
+                           "confidence sequence (use bound='betting')")
+        level = 100 * (1 - float(p["delta"]))
+        return True, (f"joint {level:g}% confidence sequences: every unit's interval holds at "
+                      "once, at every round; the top-k is right up to epsilon with that "
+                      "probability")
+
     def progress(self) -> dict[str, Any]:
         return {"active": int(self.active.sum())}
 
     def result_info(self) -> dict[str, Any]:
+        holds, why = self.guarantee()
         return {"converged": self.converged(), "undecided": int(self.active.sum()),
-                "direct_rounds": int(self.costs[4])}
+                "direct_rounds": int(self.costs[4]), "guarantee": holds, "intervals_note": why}
 
     def resolved_params(self) -> dict[str, Any]:
         p = {k: v for k, v in self._params.items() if k not in ("seed", "stop", "truncation")}
@@ -302,4 +321,4 @@ class TMAB(Estimator):
         self._decide()
 
 
-__all__ = ["BOUNDS", "RULES", "SAMPLINGS", "TMAB", "undecided"]
+__all__ = ["BOUNDS", "RULES", "SAMPLINGS", "TMAB"]

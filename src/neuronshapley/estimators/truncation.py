@@ -31,6 +31,7 @@ class Fill:
 
     name = "zero"
     keep = 1.0  # probability that a dead sample goes on anyway
+    unbiased = False  # True: filled marginals have the true marginals' expectation
 
     def goes_on(self, rng: np.random.Generator | None) -> bool:
         """Whether one dead walk goes on past its dead point (draws from ``rng`` if needed)."""
@@ -68,6 +69,7 @@ class Roulette(Fill):
 
     keep: float = 0.1  # type: ignore[misc]
     name = "roulette"  # type: ignore[misc]
+    unbiased = True  # type: ignore[misc]
 
     def __post_init__(self) -> None:
         validate("Roulette", [Param("keep", "float", 0.1, "probability of going on",
@@ -158,5 +160,38 @@ def Truncation(  # noqa: N802 - reads as the rule it builds
     return DeadNetwork(tolerance, patience, make_fill(fill, keep))
 
 
-__all__ = ["FILLS", "DeadNetwork", "Fill", "Roulette", "Share", "Truncation",
-           "TruncationRule", "Zero", "make_fill"]
+#: the facade's flat truncation options, translated into a :class:`DeadNetwork` rule
+TRUNCATION_OPTIONS = (
+    Param("truncation_tolerance", "float", 0.05, "fraction of |V(N) - V(empty)|", low=0.0,
+          high=1.0, high_open=True, none=False),
+    Param("truncation_patience", "int", 3, "dead walk steps in a row", low=1, none=False),
+    Param("truncation_fill", "str", "zero", "what skipped marginals become",
+          choices=tuple(FILLS), none=False),
+    Param("truncation_keep", "float", 0.1, "roulette: probability of going on", low=0.0,
+          high=1.0, low_open=True, none=False),
+)
+FLAT_NAMES = tuple(p.name for p in TRUNCATION_OPTIONS)
+
+
+def from_flat(where: str, flat: dict[str, Any]) -> DeadNetwork:
+    """The rule the flat ``truncation_*`` options in ``flat`` describe (checked)."""
+    got = validate(where, TRUNCATION_OPTIONS, flat)
+    return Truncation(got["truncation_tolerance"], got["truncation_patience"],
+                      got["truncation_fill"], got["truncation_keep"])
+
+
+def flat_truncation(rule: TruncationRule | None) -> dict[str, Any]:
+    """A truncation rule as the facade's flat ``truncation_*`` options."""
+    if rule is None:
+        return {"truncation": False}
+    p = rule.params()
+    out = {"truncation_tolerance": p.get("tolerance"), "truncation_patience": p["patience"],
+           "truncation_fill": p["fill"], "truncation_keep": p["keep"]}
+    if type(rule) is not DeadNetwork:
+        out["truncation_rule"] = p["rule"]
+    return out
+
+
+__all__ = ["FILLS", "FLAT_NAMES", "TRUNCATION_OPTIONS", "DeadNetwork", "Fill", "Roulette",
+           "Share", "Truncation", "TruncationRule", "Zero", "flat_truncation", "from_flat",
+           "make_fill"]

@@ -188,6 +188,26 @@ def _per_unit(layer: Layer, t: torch.Tensor, reduce: str,
     return t.norm(dim=2) if reduce == "norm" else t.sum(dim=2)
 
 
+@contextmanager
+def _hooked(model: nn.Module, players: PlayerSet,
+            make_hook: Callable[[Layer], Callable[[torch.Tensor], Any]]) -> Iterator[None]:
+    """Every layer of ``players`` hooked with ``make_hook(layer)``, removed on every path."""
+    handles = []
+    try:
+        for layer in players.layers:
+            handles.append(unit_hook(model, layer, make_hook(layer)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _batches(inputs: Inputs, n: int, batch_size: int) -> Iterator[tuple[int, Inputs]]:
+    """``(first row, part)`` of ``inputs`` in parts of ``batch_size`` rows."""
+    for b0 in range(0, n, batch_size):
+        yield b0, batch.take(inputs, slice(b0, b0 + batch_size))
+
+
 @torch.inference_mode()
 def activation_norm(model: nn.Module, players: PlayerSet, inputs: Inputs,
                     batch_size: int = 256) -> ShapleyResult:
@@ -199,7 +219,6 @@ def activation_norm(model: nn.Module, players: PlayerSet, inputs: Inputs,
     if n == 0:
         raise BaselineError("activation_norm needs at least one input")
     sums = {ly.name: torch.zeros(ly.n_units, dtype=torch.float64) for ly in players.layers}
-    handles = []
     tokens: torch.Tensor | None = None
 
     def make_hook(layer: Layer) -> Callable[[torch.Tensor], None]:
@@ -207,16 +226,10 @@ def activation_norm(model: nn.Module, players: PlayerSet, inputs: Inputs,
             sums[layer.name] += _per_unit(layer, units, "norm", tokens).sum(0).cpu()
         return hook
 
-    try:
-        for layer in players.layers:
-            handles.append(unit_hook(model, layer, make_hook(layer)))
-        for b0 in range(0, n, batch_size):
-            part = batch.take(inputs, slice(b0, b0 + batch_size))
+    with _hooked(model, players, make_hook):
+        for _, part in _batches(inputs, n, batch_size):
             tokens = batch.token_mask(part)
             batch.call(model, part)
-    finally:
-        for h in handles:
-            h.remove()
     values = np.concatenate([(sums[ly.name] / n).numpy() for ly in players.layers])
     return _result(values, _player_ids(players), "activation_norm", None,
                    {"batch_size": batch_size}, started,
@@ -424,27 +437,22 @@ def head_importance(
 
     was_training = model.training
     model.eval()
-    handles = []
     try:
-        for layer in players.layers:
-            handles.append(unit_hook(model, layer, make_hook(layer)))
-        for b0 in range(0, n, batch_size):
-            part = batch.take(inputs, slice(b0, b0 + batch_size))
-            b = batch.n_rows(part)
-            for layer in players.layers:
-                gates[layer.name] = torch.ones(b, layer.n_units, requires_grad=True)
-            with torch.enable_grad():
-                logits = _scored_logits(batch.call(model, part), batch.token_mask(part))
-                y = targets[b0 : b0 + b].to(logits.device)
-                loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-                grads = torch.autograd.grad(loss, [gates[ly.name] for ly in players.layers],
-                                            allow_unused=True)
-            for layer, grad in zip(players.layers, grads, strict=True):
-                if grad is not None:
-                    scores[layer.name] += grad.detach().double().abs().sum(0).cpu()
+        with _hooked(model, players, make_hook):
+            for b0, part in _batches(inputs, n, batch_size):
+                b = batch.n_rows(part)
+                for layer in players.layers:
+                    gates[layer.name] = torch.ones(b, layer.n_units, requires_grad=True)
+                with torch.enable_grad():
+                    logits = _scored_logits(batch.call(model, part), batch.token_mask(part))
+                    y = targets[b0 : b0 + b].to(logits.device)
+                    loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+                    grads = torch.autograd.grad(loss, [gates[ly.name] for ly in players.layers],
+                                                allow_unused=True)
+                for layer, grad in zip(players.layers, grads, strict=True):
+                    if grad is not None:
+                        scores[layer.name] += grad.detach().double().abs().sum(0).cpu()
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
     values = np.concatenate([scores[ly.name].numpy() for ly in players.layers])
     return _result(values, _player_ids(players), "head_importance", None,

@@ -504,15 +504,10 @@ class WeightedThresholdGame(_ExactGame):
         n_players: int,
         rng: np.random.Generator | int | None = None,
         *,
-        total_weight: int | None = None,
-        tail_index: float = 1.1,
-        collapse_at: float = 0.6,
-        sharpness: float = 10.0,
         revive_at: float = 0.08,
         revive_width: float = 0.03,
         revive_height: float = 0.5,
-        floor: float = 0.1,
-        ceiling: float = 0.95,
+        **collapse: Any,
     ) -> WeightedThresholdGame:
         """A neuron-like collapse game whose dead sub-networks come back to life.
 
@@ -527,26 +522,25 @@ class WeightedThresholdGame(_ExactGame):
         walk cut off at the first dead stretch misses the revival.
 
         Args:
-            n_players, rng, total_weight, tail_index, collapse_at, sharpness, floor, ceiling:
-                as in :meth:`neuron_like`.
+            n_players, rng, **collapse: as in :meth:`neuron_like` (``total_weight``,
+                ``tail_index``, ``collapse_at``, ``sharpness``, ``floor``, ``ceiling``).
             revive_at: centre of the bump, as a fraction of the total weight ``W``.
             revive_width: its standard deviation, as a fraction of ``W``; ``> 0``.
             revive_height: its height (any sign).
         """
         if not revive_width > 0:
             raise ValueError(f"revive_width must be > 0; got {revive_width}")
-        w = heavy_tailed_weights(n_players, rng, total_weight=total_weight, tail_index=tail_index)
-        W = float(w.sum())
-        lo, hi, k = float(floor), float(ceiling), float(sharpness)
+        base = cls.neuron_like(n_players, rng, **collapse)
+        W = float(base.total_weight)
         at, width, height = float(revive_at), float(revive_width), float(revive_height)
 
         def f(total: np.ndarray) -> np.ndarray:
             x = np.asarray(total, dtype=np.float64) / W
-            bump = height * np.exp(-0.5 * ((x - at) / width) ** 2)
-            return lo + (hi - lo) * _sigmoid(k * (x - collapse_at)) + bump
+            return base.f(total) + height * np.exp(-0.5 * ((x - at) / width) ** 2)
 
-        game = cls(w, f)
-        game.midpoint, game.steepness, game.floor, game.ceiling = collapse_at * W, k / W, lo, hi
+        game = cls(base.weights, f)
+        game.midpoint, game.steepness = base.midpoint, base.steepness
+        game.floor, game.ceiling = base.floor, base.ceiling
         game.revive_at, game.revive_width, game.revive_height = at, width, height
         return game
 

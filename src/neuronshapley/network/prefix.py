@@ -122,10 +122,13 @@ def split_for_players(model: nn.Module, players: PlayerSet,
                       example: torch.Tensor) -> PrefixSplit | None:
     """:func:`split_at_players` before the modules ``players`` are hooked on; a player layer
     inside a residual block (see :func:`~.ablation.plan.residual_blocks`) counts as its block,
-    so the block's hook still sees every call."""
+    so the block's hook still sees every call; so does any player layer inside that block."""
     blocks = residual_blocks(model, players.layers)
-    names = [ly.block or blocks.get(ly.name) or ly.hooked for ly in players.layers]
-    return split_at_players(model, list(dict.fromkeys(names)), example)
+    names = list(dict.fromkeys(ly.block or blocks.get(ly.name) or ly.hooked
+                               for ly in players.layers))
+    # a player layer inside another one's block runs (and is hooked) inside that block
+    names = [a for a in names if not any(a.startswith(f"{b}.") for b in names)]
+    return split_at_players(model, names, example)
 
 
 def _feeds(node: fx.Node, targets: set[fx.Node]) -> bool:

@@ -44,7 +44,8 @@ from torch import nn
 from neuronshapley.errors import GameError, RunError
 from neuronshapley.estimators import METHODS, accepts, estimate, method_options
 from neuronshapley.estimators.checkpoint import has_state
-from neuronshapley.files import atomic_write_text, interrupts_deferred
+from neuronshapley.files import atomic_write_text
+from neuronshapley.interrupts import deferred_interrupts, later_interrupts_deferred
 from neuronshapley.network import inputs
 from neuronshapley.network.game import ModelGame, check_labels
 from neuronshapley.network.players import PlayerSet, discover_players
@@ -262,35 +263,42 @@ def run(
         if shows:
             options["progress"] = bar
         interrupted = False
-        try:
-            with _explained("evaluating the model with units removed"):
-                result = estimate(game, method=cfg.method, seed=cfg.seed, **options)
-        except KeyboardInterrupt as exc:
-            partial = getattr(exc, "result", None)
-            if not isinstance(partial, ShapleyResult):  # exact enumeration: nothing partial
-                raise
-            interrupted, result = True, partial
-            result.info["interrupted"] = True
-            notes.append("interrupted by Ctrl-C: the values are those computed so far")
-        finally:
-            close()
-        result.info.update(
-            model=cfg.model, weights=cfg.weights, data=cfg.data, metric=game.metric_name,
-            replacement=cfg.replacement, game=game.fingerprint(),
-            layers=[ly.name for ly in players.layers],
-            layer_kinds={ly.name: ly.kind for ly in players.layers},
-            class_names=data.class_names, model_kind=loaded.kind,
-        )
-        files = {"values": out / "values.csv", "metadata": out / "metadata.json",
-                 "config": out / "run_config.json"}
-        with interrupts_deferred():  # a second Ctrl-C waits until the set is written
-            kept = folder.clear_previous()  # the folder never holds files of two runs
-            result.save(out)
-            atomic_write_text(files["config"],
-                              json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+        # the first Ctrl-C stops the estimate; a second one waits until its values are saved
+        with later_interrupts_deferred() as guard:
+            try:
+                with _explained("evaluating the model with units removed"):
+                    result = estimate(game, method=cfg.method, seed=cfg.seed, **options)
+            except KeyboardInterrupt as exc:
+                partial = getattr(exc, "result", None)
+                if not isinstance(partial, ShapleyResult):  # exact enumeration: nothing partial
+                    raise
+                interrupted, result = True, partial
+                result.info["interrupted"] = True
+                notes.append("interrupted by Ctrl-C: the values are those computed so far")
+            finally:
+                close()
+            guard.hold()  # from here on the values are saved whatever the user presses
+            result.info.update(
+                model=cfg.model, weights=cfg.weights, data=cfg.data, metric=game.metric_name,
+                replacement=cfg.replacement, game=game.fingerprint(),
+                layers=[ly.name for ly in players.layers],
+                layer_kinds={ly.name: ly.kind for ly in players.layers},
+                class_names=data.class_names, model_kind=loaded.kind,
+            )
+            files = {"values": out / "values.csv", "metadata": out / "metadata.json",
+                     "config": out / "run_config.json"}
+            with deferred_interrupts():  # the set is written whole
+                kept = folder.clear_previous()  # the folder never holds files of two runs
+                result.save(out)
+                atomic_write_text(files["config"],
+                                  json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+            stop_now = guard.take()  # Ctrl-C (again) while saving: the values are saved
+            if stop_now:
+                interrupted = True
+                notes.append("Ctrl-C while saving: no report was written")
         if kept:
             notes.append(f"{len(kept)} files in {out} that this tool did not write were kept")
-        if cfg.report:
+        if cfg.report and not stop_now:
             from neuronshapley.report import ReportError, write_report
 
             say("writing the report")
@@ -511,12 +519,6 @@ def _budget(method: str, options: dict[str, Any], n: int) -> int | None:
     return None
 
 
-def summary_rows(result: ShapleyResult, k: int = 10) -> list[dict[str, Any]]:
-    """The top ``k`` rows of a (scalar, or first output of a vector) result."""
-    res = result if result.values.ndim == 1 else result.output(0)
-    return res.table(min(k, res.n_players))
-
-
 __all__ = [
     "RunConfig",
     "RunError",
@@ -525,6 +527,5 @@ __all__ = [
     "estimator_accepts",
     "load_config",
     "run",
-    "summary_rows",
 ]
 

@@ -90,8 +90,7 @@ def plot_top_units(result: ShapleyResult, path: str | os.PathLike[str], k: int =
     ax.set_yticks(y, [r["player"] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.8)
-    conf = f"{100 * result.confidence:.0f}% " if result.confidence else ""
-    ax.set_xlabel(f"Shapley value with {conf}confidence interval")
+    ax.set_xlabel(f"Shapley value with its {result.interval_label()}")
     ax.set_title(f"Top {len(rows)} units", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return save_figure(fig, path)
@@ -218,17 +217,17 @@ def _removal_curves(d: Path) -> tuple[list[Curve], str]:
     path = d / "ablation.csv"
     if path.is_file():
         curves = []
-        for split, mine in _by(_read_csv(path), "split"):
+        for i, (split, mine) in enumerate(_by(_read_csv(path), "split")):
             k = _floats(mine, "removed")
-            style = "-" if split == "test" else "--"
+            style = "-" if i == 0 else "--"  # the first split is the one values came from
             curves.append(Curve(f"top Shapley ({split})", k, _floats(mine, "top_accuracy"),
                                 style=style))
             curves.append(Curve(f"random ({split})", k, _floats(mine, "random_mean"),
                                 (_floats(mine, "random_min"), _floats(mine, "random_max")),
                                 style=style))
         return curves, ("From ablation.csv: accuracy after removing the top-k Shapley units "
-                        "versus k random units (band: min-max over draws); test = the data "
-                        "the values were estimated on.")
+                        "versus k random units (band: min-max over draws); solid: the data the "
+                        "values were estimated on, dashed: held-out data.")
     path = d / "removal.csv"
     if path.is_file():
         rows = _read_csv(path)

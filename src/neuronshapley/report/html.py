@@ -249,7 +249,8 @@ def render_html(
         ("method", full.method), ("seed", full.seed),
         ("evaluations", f"{full.evaluations:,}"), ("wall time", f"{full.wall_time:.1f} s"),
         ("walks", info.get("walks")), ("converged", info.get("converged")),
-        ("undecided units", info.get("undecided")),
+        ("top-k", result.top_k_summary() if result.values.ndim == 1 else None),
+        ("intervals", info.get("intervals_note")),
         ("V(all units) / V(none)", _pair(info.get("v_full"), info.get("v_null"))),
     ]
     rows = "".join(f"<tr><td>{_esc(a)}</td><td>{_esc(b)}</td></tr>" for a, b in facts
@@ -267,21 +268,18 @@ def render_html(
         parts.append('<p class="warn">This run was interrupted (Ctrl-C): the values are those '
                      "computed so far, with wider intervals.</p>")
     parts.append(f'<table class="facts">{rows}</table>')
-    conf = f"{100 * full.confidence:.0f}% " if full.confidence else ""
+    heads, shown = result.display_table(15)
     top_rows = "".join(
-        f"<tr><td class=num>{r['rank']}</td><td>{_esc(r['player'])}</td>"
-        f"<td class=num>{r['value']:+.4f}</td>"
-        f"<td class=num>[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]</td>"
-        f"<td class=num>{r['samples']}</td></tr>"
-        for r in result.table(min(15, result.n_players))
-    )
+        "<tr>" + "".join(f"<td>{_esc(c)}</td>" if j == 1 else f"<td class=num>{_esc(c)}</td>"
+                         for j, c in enumerate(row)) + "</tr>" for row in shown)
     parts += [
         "<h2>Top units</h2>",
         '<div class="row"><div>'
-        f"<table><tr><th>rank</th><th>unit</th><th>value</th><th>{conf}interval</th>"
-        f"<th>samples</th></tr>{top_rows}</table></div><div>",
+        "<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in heads) + "</tr>"
+        f"{top_rows}</table></div><div>",
         _figure(paths["top"], "top units with confidence intervals",
-                "The most valuable units; bars are the estimator's confidence intervals."),
+                "The most valuable units; bars are the estimator's intervals ("
+                + _esc(result.interval_label()) + ")."),
         "</div></div>",
         "<h2>Metric as units are removed</h2>",
     ]

@@ -111,34 +111,33 @@ def adversarial_setup(
     seed: int = 0, epochs: int = 20, channels: tuple[int, int, int] = (16, 32, 32),
     hidden: int = 64,
 ) -> AdversarialSetup:
-    """Digits split into train / validation (25% of the training part) / test (20%); the
-    attacked :class:`~neuronshapley.zoo.DigitsCNN` and a :class:`TransferCNN` (another seed)
-    trained on the same training images (seconds each)."""
-    from sklearn.model_selection import train_test_split
-
-    from neuronshapley.zoo.digits import DigitsData, accuracy, load_digits_split, train_digits_cnn
+    """The digits' splits of :func:`~neuronshapley.zoo.load_digits_split`: train (the models
+    are trained on it), validation = its valuation and selection splits together (cut again
+    by :func:`run_adversarial`'s ``selection_fraction``), test; the attacked
+    :class:`~neuronshapley.zoo.DigitsCNN` and a :class:`TransferCNN` (another seed) trained on
+    the same training images (seconds each)."""
+    from neuronshapley.zoo.digits import accuracy, load_digits_split, train_digits_cnn
     from neuronshapley.zoo.training import fit_classifier
 
     data = load_digits_split(seed=seed)
-    idx = np.arange(len(data.y_train))
-    i_tr, i_val = train_test_split(idx, test_size=0.25, random_state=seed,
-                                   stratify=data.y_train.numpy())
-    tr = torch.as_tensor(i_tr)
-    va = torch.as_tensor(i_val)
-    fit = DigitsData(data.x_train[tr], data.y_train[tr], data.x_train[va], data.y_train[va])
-    model = train_digits_cnn(fit, epochs=epochs, seed=seed, channels=channels, hidden=hidden)
+    assert data.x_valuation is not None and data.x_selection is not None
+    assert data.y_valuation is not None and data.y_selection is not None
+    x_val = torch.cat([data.x_valuation, data.x_selection])
+    y_val = torch.cat([data.y_valuation, data.y_selection])
+    model = train_digits_cnn(data, epochs=epochs, seed=seed, channels=channels, hidden=hidden)
     torch.manual_seed(seed + 1)
-    surrogate = fit_classifier(TransferCNN(), fit.x_train, fit.y_train, epochs=epochs,
+    surrogate = fit_classifier(TransferCNN(), data.x_train, data.y_train, epochs=epochs,
                                seed=seed + 1)
     info = {
         "model_test_accuracy": accuracy(model, data.x_test, data.y_test),
         "surrogate_test_accuracy": accuracy(surrogate, data.x_test, data.y_test),
-        "train_images": len(tr), "val_images": len(va), "test_images": len(data.y_test),
+        "train_images": len(data.y_train), "val_images": len(y_val),
+        "test_images": len(data.y_test),
     }
     desc = (f"scikit-learn digits; attacked: DigitsCNN {channels} conv filters + {hidden} "
             "hidden units; transfer surrogate: TransferCNN (24-48 filters, 5x5 then 3x3), "
             "trained separately on the same images")
-    return AdversarialSetup(model, surrogate, fit.x_train, fit.y_train, fit.x_test, fit.y_test,
+    return AdversarialSetup(model, surrogate, data.x_train, data.y_train, x_val, y_val,
                             data.x_test, data.y_test, desc, info)
 
 

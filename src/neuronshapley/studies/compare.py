@@ -379,7 +379,13 @@ def _floor(value_game: ModelGame, heldout_game: ModelGame, chance: float | None,
 # ---------------------------------------------------------------------- ready-made setups
 @dataclass
 class StudySetup:
-    """A model with value-estimation and held-out data, and the study's defaults for it."""
+    """A model with value-estimation and held-out data, and the study's defaults for it.
+
+    ``heldout_*`` is the test data every reported curve is measured on. ``selection_*``
+    (None where a setup has none) is a third split for choices made from the values (a
+    number of units, a ranking, an estimator setting): choose there, report on held-out.
+    ``compare`` and ``class-specific`` choose nothing and do not use it.
+    """
 
     name: str
     model: nn.Module
@@ -392,6 +398,8 @@ class StudySetup:
     description: str
     class_names: list[str] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    selection_inputs: torch.Tensor | None = None
+    selection_targets: torch.Tensor | None = None
 
 
 STUDY_MODELS = ("digits", "onet")
@@ -402,8 +410,10 @@ def study_setup(name: str = "digits", seed: int = 0, cache_dir: str | os.PathLik
     """The built-in setups of the studies.
 
     ``digits``: the cached digits CNN (:func:`~neuronshapley.zoo.pretrained_digits_cnn`), 80
-    conv filters, accuracy; values on the 360 test images, held-out check on the 1437
-    training images (unseen by the estimate, seen by training).
+    conv filters, accuracy, on the disjoint splits of
+    :func:`~neuronshapley.zoo.load_digits_split`: trained on the train split (899 images),
+    values on the valuation split (359), selection split (180) for choices, held-out curves
+    on the test split (359), which neither training nor the estimate saw.
     ``onet``: MTCNN's ONet (:mod:`neuronshapley.zoo.onet`), its 288 conv filters (plus the
     256 ``dense5`` units with ``include_dense``), mean log-probability of the true label
     (accuracy is 100%: no headroom); values on the 100 even-indexed LFW-subset images,
@@ -413,14 +423,17 @@ def study_setup(name: str = "digits", seed: int = 0, cache_dir: str | os.PathLik
         from neuronshapley.zoo.digits import pretrained_digits_cnn
 
         model, data = pretrained_digits_cnn(cache_dir=cache_dir, seed=seed)
+        assert data.x_valuation is not None and data.y_valuation is not None
+        n = data.sizes()
         return StudySetup(
-            "digits", model, data.x_test, data.y_test, data.x_train, data.y_train,
+            "digits", model, data.x_valuation, data.y_valuation, data.x_test, data.y_test,
             ["features.*"], "accuracy",
-            f"digits CNN ({model.arch_id}, 80 conv filters), accuracy; values on "
-            f"{len(data.y_test)} test images, held-out check on {len(data.y_train)} "
-            "training images", [str(c) for c in range(10)],
+            f"digits CNN ({model.arch_id}, 80 conv filters, trained on {n['train']} images), "
+            f"accuracy; values on {n['valuation']} valuation images, held-out curves on "
+            f"{n['test']} test images (split seed {seed})", [str(c) for c in range(10)],
             {"shapley_options": {"max_evaluations": 20000}, "tmab_k": 10, "max_k": None,
-             "small_k": 10},
+             "small_k": 10, "splits": n},
+            data.x_selection, data.y_selection,
         )
     if name == "onet":
         from neuronshapley.zoo.onet import CONV_LAYERS, load_lfw_faces, pretrained_onet

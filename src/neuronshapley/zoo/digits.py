@@ -1,8 +1,13 @@
 """A small CNN on scikit-learn's bundled ``load_digits`` (8x8 grayscale, 10 classes).
 
-Used by the demo and the tests: it trains in a few seconds on one CPU thread, has
-80 conv filters with readable ids (``features.0``, ``features.2``, ``features.5``),
-and needs no download.
+Used by the demo, the studies and the tests: it trains in a few seconds on one CPU thread,
+has 80 conv filters with readable ids (``features.0``, ``features.2``, ``features.5``), and
+needs no download.
+
+The 1,797 images are cut into four disjoint stratified splits (:data:`SPLIT_FRACTIONS`):
+*train* (the model is trained on it only), *valuation* (Shapley values and baselines are
+computed on it), *selection* (choices such as the number of units to remove are made on it)
+and *test* (every reported curve; nothing else sees it).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +28,7 @@ from neuronshapley.zoo.training import TrainTestData, accuracy, fit_classifier
 __all__ = [
     "DigitsCNN",
     "DigitsData",
+    "SPLIT_FRACTIONS",
     "accuracy",
     "default_cache_dir",
     "load_digits_split",
@@ -35,8 +42,11 @@ DEFAULT_EPOCHS = 20
 DEFAULT_LR = 3e-3
 #: Default minibatch size for :func:`train_digits_cnn`.
 DEFAULT_BATCH_SIZE = 32
+#: Shares of the 1,797 images in the train, valuation, selection and test splits.
+SPLIT_FRACTIONS: tuple[float, float, float, float] = (0.5, 0.2, 0.1, 0.2)
 # Bump when the training recipe changes so stale caches are not reused.
-_CACHE_VERSION = 1
+# v2: trained on the train split only (50%), no longer on 80% of the images.
+_CACHE_VERSION = 2
 
 
 class DigitsCNN(nn.Module):
@@ -100,36 +110,65 @@ class DigitsCNN(nn.Module):
         return sum(m.out_channels for m in self.modules() if isinstance(m, nn.Conv2d))
 
 
-#: The digits' train/test split: ``x_*`` float32 ``(N, 1, 8, 8)`` in ``[0, 1]``, ``y_*`` int64
-#: ``(N,)`` labels 0..9 (the zoo's one data container).
-DigitsData = TrainTestData
+@dataclass(frozen=True)
+class DigitsData(TrainTestData):
+    """The digits' splits: ``x_*`` float32 ``(N, 1, 8, 8)`` in ``[0, 1]``, ``y_*`` int64 ``(N,)``
+    labels 0..9.
+
+    ``x_train`` trains the model, ``x_valuation`` values the units, ``x_selection`` is for
+    choices made from the values, ``x_test`` for what is reported. Built with only a train
+    and a test part (positionally, as :class:`~neuronshapley.zoo.training.TrainTestData`),
+    valuation and selection are None.
+    """
+
+    x_valuation: torch.Tensor | None = None
+    y_valuation: torch.Tensor | None = None
+    x_selection: torch.Tensor | None = None
+    y_selection: torch.Tensor | None = None
+
+    def sizes(self) -> dict[str, int]:
+        """Number of images per split (0 for a missing one)."""
+        return {name: 0 if y is None else len(y) for name, y in (
+            ("train", self.y_train), ("valuation", self.y_valuation),
+            ("selection", self.y_selection), ("test", self.y_test))}
 
 
-def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> DigitsData:
-    """Deterministic stratified split of scikit-learn's digits (1797 images).
+def load_digits_split(
+    seed: int = 0, fractions: tuple[float, float, float, float] = SPLIT_FRACTIONS
+) -> DigitsData:
+    """Deterministic stratified train / valuation / selection / test split of scikit-learn's
+    digits (1797 images), in the shares ``fractions`` (default :data:`SPLIT_FRACTIONS`:
+    50 / 20 / 10 / 20%).
 
     Pixel values (0..16) are divided by 16. Same ``seed`` -> same split.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    from neuronshapley.errors import DataError
+
+    parts = tuple(float(f) for f in fractions)
+    if len(parts) != 4 or min(parts) <= 0 or abs(sum(parts) - 1.0) > 1e-9:
+        raise DataError(f"fractions must be four positive shares (train, valuation, selection, "
+                        f"test) summing to 1, got {fractions!r}")
     bunch = load_digits()
     x = torch.as_tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
     y = torch.as_tensor(bunch.target, dtype=torch.int64)
-    idx = torch.arange(len(y)).numpy()
-    idx_train, idx_test = train_test_split(
-        idx, test_size=test_fraction, random_state=seed, stratify=y.numpy()
-    )
-    tr = torch.as_tensor(idx_train)
-    te = torch.as_tensor(idx_test)
+    labels = y.numpy()
+    rest = torch.arange(len(y)).numpy()
+    cut: list[torch.Tensor] = []
+    for share in parts[:0:-1]:  # test, selection, valuation: sizes of the whole set
+        rest, part = train_test_split(rest, test_size=round(share * len(y)), random_state=seed,
+                                      stratify=labels[rest])
+        cut.append(torch.as_tensor(part))
+    te, sel, val = cut
+    tr = torch.as_tensor(rest)
     return DigitsData(
-        x_train=x[tr].contiguous(),
-        y_train=y[tr].contiguous(),
-        x_test=x[te].contiguous(),
-        y_test=y[te].contiguous(),
+        x_train=x[tr].contiguous(), y_train=y[tr].contiguous(),
+        x_test=x[te].contiguous(), y_test=y[te].contiguous(),
         source="sklearn load_digits",
+        x_valuation=x[val].contiguous(), y_valuation=y[val].contiguous(),
+        x_selection=x[sel].contiguous(), y_selection=y[sel].contiguous(),
     )
 
 
@@ -168,10 +207,11 @@ def default_cache_dir() -> Path:
 def pretrained_digits_cnn(
     cache_dir: str | os.PathLike[str] | None = None, seed: int = 0
 ) -> tuple[DigitsCNN, DigitsData]:
-    """Default :class:`DigitsCNN` trained on ``load_digits_split(seed)``, cached on disk.
+    """Default :class:`DigitsCNN` trained on the train split of ``load_digits_split(seed)``
+    only, cached on disk.
 
     The first call trains (a few seconds) and writes ``<key>.pt`` (state dict) and
-    ``<key>.json`` (test accuracy, settings) into ``cache_dir`` (default
+    ``<key>.json`` (accuracy per split, settings) into ``cache_dir`` (default
     :func:`default_cache_dir`); later calls load the weights. ``seed`` sets both the
     split and the training. Returns ``(model in eval mode, data)``.
     """
@@ -196,13 +236,17 @@ def pretrained_digits_cnn(
     meta = {
         "arch": model.arch_id,
         "seed": seed,
-        "test_fraction": 0.2,
+        "split_fractions": dict(zip(("train", "valuation", "selection", "test"),
+                                    SPLIT_FRACTIONS, strict=True)),
+        "split_sizes": data.sizes(),
         "epochs": DEFAULT_EPOCHS,
         "lr": DEFAULT_LR,
         "batch_size": DEFAULT_BATCH_SIZE,
         "optimizer": "Adam",
         "test_accuracy": accuracy(model, data.x_test, data.y_test),
         "train_accuracy": accuracy(model, data.x_train, data.y_train),
+        "valuation_accuracy": accuracy(model, data.x_valuation, data.y_valuation),
+        "selection_accuracy": accuracy(model, data.x_selection, data.y_selection),
         "train_seconds": round(train_seconds, 3),
         "torch_version": torch.__version__,
         "cache_version": _CACHE_VERSION,

@@ -17,9 +17,9 @@ each: Shapley values (:func:`neuronshapley.estimate`, ``method="auto"``, a state
 seed, each walk on a fresh batch of ``walk_sample`` valuation sentences), and the baselines
 conductance (Captum, embedding space; on the whole model), ``head_importance`` (Michel et
 al. 2019; for neurons the same gate gradient), weight norm, activation norm, leave-one-out
-and random. Removal curves: test accuracy after removing
-each ranking's top-k units, k on a grid. The top heads' favourite sentences (where removing
-the head moves the probe's logit most) and tokens (largest head-output norms) are listed.
+and random. Removal curves: test accuracy after removing each ranking's top-k units, k on a
+grid. The top heads' favourite sentences (where removing the head moves the probe's logit
+most) and tokens (largest head-output norms) are listed.
 """
 
 from __future__ import annotations

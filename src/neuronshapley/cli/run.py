@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from neuronshapley.cli.common import (
     EXIT_INTERRUPTED,
@@ -252,17 +250,12 @@ def _players_from_result(model: Any, result_dir: Path, cfg: Any) -> Any:
 
 def _print_outcome(console: Any, outcome: Any) -> None:
     result = outcome.result
+    from neuronshapley.console import top_units_table
+
     shown = result if result.values.ndim == 1 else result.output(0)
-    heads, cells = shown.display_table(10)
     metric = escape(str(result.info.get("metric")))
-    table = Table(title=f"Top {len(cells)} units by Shapley value ({metric})",
-                  title_justify="left", box=box.SIMPLE_HEAD)
-    for col in heads:
-        table.add_column(col, justify="left" if col == "unit" or col.startswith("top-")
-                         else "right", no_wrap=col == "unit")
-    for row in cells:
-        table.add_row(*(escape(c) for c in row))
-    console.print(table)
+    console.print(top_units_table(shown, 10, f"Top {min(10, shown.n_players)} units by "
+                                  f"Shapley value ({metric})"))
     info = result.info
     console.print(
         f"{result.method}: {result.evaluations} evaluations, {info.get('walks', '?')} walks, "

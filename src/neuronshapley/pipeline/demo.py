@@ -330,20 +330,14 @@ def _ablation_csv(rows: Sequence[AblationRow], order: Sequence[str]) -> str:
 
 
 def _print_summary(console: Any, summary: DemoSummary) -> None:
-    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
+    from neuronshapley.console import top_units_table
+
     result, k = summary.result, int(summary.settings["k"])
-    heads, cells = result.display_table(k)
-    top = Table(title=f"Top {k} filters by Shapley value (valuation accuracy)",
-                title_justify="left", box=box.SIMPLE_HEAD)
-    for col in heads:
-        top.add_column(col, justify="left" if col == "unit" or col.startswith("top-")
-                       else "right", no_wrap=col == "unit")
-    for row in cells:
-        top.add_row(*row)
-    console.print(top)
+    console.print(top_units_table(result, k, f"Top {k} filters by Shapley value (valuation "
+                                  "accuracy)"))
     info, walks = result.info, result.info.get("walks")
     status = result.top_k_status() or []
     spent = (f"{summary.evaluations} evaluations ({walks} walks, "

@@ -19,7 +19,7 @@ import numpy as np
 from neuronshapley.errors import InputError, OptionError
 from neuronshapley.estimators.base import SEED, Estimator
 from neuronshapley.estimators.driver import resolve_players
-from neuronshapley.estimators.engine import _Guard
+from neuronshapley.estimators.engine import BudgetGuard
 from neuronshapley.estimators.params import validate
 from neuronshapley.estimators.registry import make_estimator, method_options, register
 from neuronshapley.estimators.requests import BudgetSpent
@@ -78,7 +78,7 @@ class Auto(Estimator):
         if budget is None and chosen.get("n_permutations") is None:
             budget = 100 * (n + 1)
         chunk = chosen.get("chunk")
-        guarded = _Guard(game)
+        guarded = BudgetGuard(game)
         guarded.left = budget
         try:
             pilot = WalkSampler(guarded, n, np.random.default_rng([0 if seed is None else seed,

@@ -66,7 +66,7 @@ def fingerprint(game: Any) -> str | None:
     return str(fp()) if callable(fp) else None
 
 
-class _Guard:
+class BudgetGuard:
     """The game, refusing any call that would take the evaluations past ``left``."""
 
     def __init__(self, game: Any) -> None:
@@ -94,7 +94,7 @@ class InProcessEngine:
         self.rng = np.random.default_rng(seed)
         self.sampler = WalkSampler(game, n, self.rng, truncation, chunk, strata)
         d = self.sampler.output_dim
-        self.guard = _Guard(game)
+        self.guard = BudgetGuard(game)
         self.sampler.game = self.guard
         self.info = GameInfo(n, player_ids(game, n), output_names(game, d),
                              self.sampler.v_full.copy(), self.sampler.v_null.copy(),

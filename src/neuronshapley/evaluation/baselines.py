@@ -40,7 +40,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -94,7 +94,7 @@ def leave_one_out(game: Callable[[np.ndarray], np.ndarray],
         raise BaselineError("leave_one_out needs n_players for a game without n_players")
     masks = np.ones((n + 1, n), dtype=bool)
     masks[np.arange(1, n + 1), np.arange(n)] = False
-    with _full_data(game):
+    with game.all_examples() if hasattr(game, "all_examples") else nullcontext():
         vals = np.asarray(game(check_masks(masks, n)), dtype=np.float64)
     values = vals[0][None] - vals[1:]
     ids = getattr(game, "players", None)
@@ -104,20 +104,6 @@ def leave_one_out(game: Callable[[np.ndarray], np.ndarray],
     return _result(values, players, "loo", None, {}, started, samples=1, evaluations=n + 1,
                    info={"v_full": np.atleast_1d(vals[0]).tolist()},
                    output_names=list(names) if names is not None else None)
-
-
-@contextmanager
-def _full_data(game: Any) -> Iterator[None]:
-    """Evaluate a ModelGame on all its examples even if a walk batch is drawn."""
-    if not hasattr(game, "_subset"):
-        yield
-        return
-    saved = game._subset
-    game._subset = None
-    try:
-        yield
-    finally:
-        game._subset = saved
 
 
 # --------------------------------------------------------------------------- weight norm

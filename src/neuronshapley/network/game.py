@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -307,6 +307,15 @@ class ModelGame:
             return
         idx = rng.choice(batch.n_rows(self.inputs), size=self.walk_sample, replace=False)
         self._subset = torch.as_tensor(np.sort(idx), device=self.device)
+
+    @contextlib.contextmanager
+    def all_examples(self) -> Iterator[None]:
+        """Inside, coalitions are scored on every example, not the walk's drawn batch."""
+        saved, self._subset = self._subset, None
+        try:
+            yield
+        finally:
+            self._subset = saved
 
     # ------------------------------------------------------------- evaluation
     def __call__(self, masks: np.ndarray) -> np.ndarray:

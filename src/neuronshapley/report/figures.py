@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,18 +247,6 @@ def removal_sizes(n: int, points: int = 14) -> list[int]:
     return sorted(s for s in sizes if 0 <= s <= n)
 
 
-@contextmanager
-def _all_examples(game: Any) -> Any:
-    saved = getattr(game, "_subset", None)
-    if hasattr(game, "_subset"):
-        game._subset = None
-    try:
-        yield
-    finally:
-        if hasattr(game, "_subset"):
-            game._subset = saved
-
-
 def compute_removal(
     game: Callable[[np.ndarray], np.ndarray], result: ShapleyResult,
     path: str | os.PathLike[str], draws: int = 10, seed: int = 0, output: int = 0,
@@ -276,7 +264,7 @@ def compute_removal(
         values = np.asarray(game(masks), dtype=np.float64)
         return values[:, output] if values.ndim == 2 else values
 
-    with _all_examples(game):
+    with game.all_examples() if hasattr(game, "all_examples") else nullcontext():
         top_v, rand_v = removal_curve(column, top, rand)
     lines = ["removed,top,random_mean,random_min,random_max,draws"]
     for i, k in enumerate(sizes):

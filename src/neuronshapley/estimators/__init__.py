@@ -2,7 +2,7 @@
 
 Estimators are classes with declared parameters (:class:`Exact`, :class:`MonteCarlo`,
 :class:`Truncated`, :class:`TMAB`, :class:`Auto`), assembled from small policies
-(truncation rules and fills, bounds, stopping rules, control variates) and run by one
+(samplers, truncation rules and fills, bounds, stopping rules, control variates) and run by one
 driver; :func:`estimate` is the one-line facade. No torch is imported here.
 """
 
@@ -21,6 +21,13 @@ from neuronshapley.estimators.registry import (
     make_estimator,
     method_options,
     register,
+)
+from neuronshapley.estimators.sampling import (
+    AutoSampling,
+    DirectSampling,
+    Sampling,
+    SharedSampling,
+    WalkSampling,
 )
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.stopping import (
@@ -44,10 +51,14 @@ from neuronshapley.estimators.truncation import (
 )
 
 __all__ = [
-    "METHODS", "REGISTRY", "TMAB", "Auto", "Bernstein", "BernsteinLocal", "Betting", "Bound",
-    "CheckpointError", "ControlVariate", "Converged", "DeadNetwork", "EstimationInterrupted",
+    "METHODS", "REGISTRY", "TMAB", "Auto", "AutoSampling", "Bernstein", "BernsteinLocal",
+    "Betting", "Bound",
+    "CheckpointError", "ControlVariate", "Converged", "DeadNetwork", "DirectSampling",
+    "EstimationInterrupted",
     "Estimator", "Exact", "Fill", "IntervalsNarrowerThan", "MaxEvaluations", "MaxTime",
-    "MaxWalks", "MonteCarlo", "Normal", "Roulette", "RunningStats", "Share", "StoppingRule",
-    "Surrogate", "TopKSeparated", "Truncated", "Truncation", "TruncationRule", "Zero",
+    "MaxWalks", "MonteCarlo", "Normal", "Roulette", "RunningStats", "Sampling", "Share",
+    "SharedSampling", "StoppingRule",
+    "Surrogate", "TopKSeparated", "Truncated", "Truncation", "TruncationRule", "WalkSampling",
+    "Zero",
     "accepts", "estimate", "make_estimator", "method_options", "register",
 ]

@@ -21,7 +21,8 @@ from neuronshapley.estimators.bounds import Bound, make_bound
 from neuronshapley.estimators.montecarlo import BUDGET, STRATA
 from neuronshapley.estimators.params import Param
 from neuronshapley.estimators.registry import register
-from neuronshapley.estimators.requests import Answer, Direct, Request, Shared, Walks
+from neuronshapley.estimators.requests import Answer, Direct, Request, Shared
+from neuronshapley.estimators.sampling import Round, Sampling, WalkSampling, make_sampling
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.stopping import (
     MaxEvaluations,
@@ -33,7 +34,6 @@ from neuronshapley.estimators.stopping import (
 from neuronshapley.estimators.topk import undecided
 from neuronshapley.estimators.truncation import TruncationRule, flat_truncation
 
-SAMPLINGS = ("auto", "walk", "direct", "shared")
 RULES = ("separation", "paper")
 BOUNDS = ("betting", "bernstein", "bernstein-local", "normal")
 
@@ -59,17 +59,6 @@ class _Ranges:
         if local:
             return np.where(seen, self.hi - self.lo, 0.0)[:, None]
         return float(self.hi[seen].max() - self.lo[seen].min()) if seen.any() else 0.0
-
-
-def _use_direct(sampling: str, walk_cost: int, walk_samples: int, direct_cost: int,
-                direct_samples: int) -> bool:
-    if sampling != "auto":
-        return sampling in ("direct", "shared")
-    if walk_samples == 0:
-        return False
-    if direct_samples == 0:
-        return walk_cost / walk_samples > 2.0
-    return direct_cost / direct_samples < walk_cost / walk_samples
 
 
 @register
@@ -110,8 +99,8 @@ class TMAB(Estimator):
               none=False),
         Param("output", "int", 0, "which output of a vector game is ranked", low=0,
               none=False),
-        Param("sampling", "str", "auto", "how marginals are drawn", choices=SAMPLINGS,
-              none=False),
+        Param("sampling", Sampling, "auto", "how marginals are drawn (auto, walk, direct, "
+              "shared or a Sampling)", coerce=make_sampling, none=False),
         Param("rule", "str", "separation", "when a player's membership is settled",
               choices=RULES, none=False),
         Param("adaptive", "bool", True, "False: every player on every walk", none=False),
@@ -164,20 +153,13 @@ class TMAB(Estimator):
 
     def ask(self, view: RunView, walks_left: int | None) -> Request:
         p = self._params
-        ids = np.flatnonzero(self.active)
         walk_cost, walk_samples, direct_cost, direct_samples = (int(c) for c in self.costs[:4])
-        direct = p["adaptive"] and _use_direct(p["sampling"], walk_cost, walk_samples,
-                                               direct_cost, direct_samples)
-        reps = max(1, self.info.chunk // (2 * len(ids)))
-        if direct and p["sampling"] in ("auto", "shared"):
-            # anchors shared by the players in play: ~1 + m / ln(n) evaluations per marginal
-            harmonic = float(np.sum(1.0 / np.arange(1, self.n + 1)))
-            return Shared(ids, int(np.ceil(harmonic * reps)))
-        if direct:  # several marginals per player when few are in play: fuller batches
-            return Direct(np.tile(ids, reps))
-        # several walks share game calls, but few enough that the active set is refreshed
-        # before the samples grow by more than about an eighth
-        return Walks(max(1, view.walks // 8), self.active.copy() if p["adaptive"] else None)
+        now = Round(np.flatnonzero(self.active), self.active.copy() if p["adaptive"] else None,
+                    walk_cost, walk_samples, direct_cost, direct_samples, self.n,
+                    self.info.chunk, view.walks)
+        # without adaptivity every player is on every walk (certified plain Monte-Carlo)
+        sampler = p["sampling"] if p["adaptive"] else WalkSampling()
+        return sampler.request(now)
 
     def tell(self, request: Request, answer: Answer) -> None:
         if isinstance(request, Shared):
@@ -288,7 +270,7 @@ class TMAB(Estimator):
         p = {k: v for k, v in self._params.items() if k not in ("seed", "stop", "truncation")}
         p.update(k=getattr(self, "k", p["k"]), epsilon=getattr(self, "epsilon", p["epsilon"]),
                  max_evaluations=getattr(self, "budget", p["max_evaluations"]),
-                 bound=self._params["bound"].name)
+                 bound=self._params["bound"].name, sampling=self._params["sampling"].name)
         trunc = self._params["truncation"]
         p.update(flat_truncation(trunc) if trunc is not None else {"truncation": False})
         if self._params["stop"] is not None:
@@ -321,4 +303,4 @@ class TMAB(Estimator):
         self._decide()
 
 
-__all__ = ["BOUNDS", "RULES", "SAMPLINGS", "TMAB"]
+__all__ = ["BOUNDS", "RULES", "TMAB"]

@@ -1,8 +1,9 @@
-"""A new estimator, a new truncation rule and a new stopping rule, each one class here.
+"""A new estimator, truncation rule, stopping rule and sampler, each one class here.
 
 Places each needs: the estimator one class (its PARAMS, begin, ask, tell, read-out and
 state; plus one registry line to be reachable by name from ``estimate``); the truncation
-rule one class (``dead``); the stopping rule one class (``done``). Both engines, the
+rule one class (``dead``); the stopping rule one class (``done``); the bandit's sampler one
+class (``request``). Both engines, the
 driver's budget, checkpoints and Ctrl-C come with them.
 """
 
@@ -12,9 +13,11 @@ import numpy as np
 
 from neuronshapley.estimators import (
     REGISTRY,
+    TMAB,
     DeadNetwork,
     MaxEvaluations,
     MonteCarlo,
+    Sampling,
     StoppingRule,
     Truncated,
     TruncationRule,
@@ -23,7 +26,7 @@ from neuronshapley.estimators import (
 )
 from neuronshapley.estimators.base import SEED, Estimator
 from neuronshapley.estimators.params import Param
-from neuronshapley.estimators.requests import Direct
+from neuronshapley.estimators.requests import Direct, Shared
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.games import AdditiveGame, WeightedThresholdGame
 
@@ -110,3 +113,21 @@ def test_a_new_stopping_rule_is_one_class():
     game = WeightedThresholdGame.neuron_like(20, 4)
     res = MonteCarlo(seed=0, stop=AfterWalks(5) | MaxEvaluations(10**6)).fit(game)
     assert res.info["walks"] >= 6 and res.info["walks"] % 2 == 0
+
+
+class AnchorsFromTheStart(Sampling):
+    """A sampler: shared anchor coalitions from the first round (no walks at all)."""
+
+    name = "anchors-first"
+
+    def request(self, now):
+        return Shared(now.ids, 4)
+
+
+def test_a_new_sampler_is_one_class():
+    game = WeightedThresholdGame.neuron_like(12, 4)
+    res = TMAB(k=2, seed=0, sampling=AnchorsFromTheStart(), max_evaluations=3000).fit(game)
+    assert res.info["walks"] == 0 and res.info["direct_rounds"] > 0
+    assert res.params["sampling"] == "anchors-first"
+    truth = game.shapley_values()
+    assert ((res.ci_low <= truth) & (truth <= res.ci_high)).all()

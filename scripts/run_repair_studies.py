@@ -48,7 +48,7 @@ from neuronshapley.studies.fairness import (  # noqa: E402
     write_fairness,
 )
 
-#: Targets set in the issue.
+#: The bars a repair is held to (reported as met or not).
 FAIR_GAIN, FAIR_MAX_DROP = 10.0, 5.0  # minority points up, overall points down at most
 ADV_FACTOR, ADV_MAX_DROP = 0.5, 10.0  # success at most halved, clean points down at most
 

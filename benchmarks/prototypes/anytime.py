@@ -9,7 +9,7 @@ coefficient) one run per seed is snapshot at each budget; reported: mean toleran
     python benchmarks/prototypes/anytime.py --game collapse [--seeds 5]
     python benchmarks/prototypes/anytime.py --game digits [--seeds 3]
 
-Writes ``benchmarks/results/issue12_anytime_<game>.json``.
+Writes ``benchmarks/results/research_anytime_<game>.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from issue12_proto import AnytimeWalks  # noqa: E402
+from ranking_proto import AnytimeWalks  # noqa: E402
 
 RESULTS = HERE.parent / "results"
 BUDGETS = [250, 500, 750, 1000, 1500, 2000]
@@ -99,7 +99,7 @@ def main() -> None:
             f"{b}:{np.mean([r['p@10_tol'] for r in rows if r['budget'] == b]):.2f}"
             for b in BUDGETS)
         print(f"{name}: {line}", flush=True)
-    path = RESULTS / f"issue12_anytime_{args.game}.json"
+    path = RESULTS / f"research_anytime_{args.game}.json"
     old = json.loads(path.read_text()) if path.exists() else {"designs": {}}
     old["designs"].update(out["designs"])
     out["designs"] = old["designs"]

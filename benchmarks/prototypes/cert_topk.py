@@ -9,7 +9,7 @@ breaking games.
 
     python benchmarks/prototypes/cert_topk.py [--seeds 3] [--coverage-seeds 20]
 
-Writes ``benchmarks/results/issue12_cert.json``.
+Writes ``benchmarks/results/research_cert.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from issue12_proto import CertifiedTopK  # noqa: E402
+from ranking_proto import CertifiedTopK  # noqa: E402
 
 import neuronshapley as ns  # noqa: E402
 from neuronshapley.games import UnanimityGame, WeightedThresholdGame  # noqa: E402
@@ -118,7 +118,7 @@ def main() -> None:
             print(gname, sum(r["joint"] for r in rows), "/", len(rows), "joint;",
                   sum(r["topk_eps"] for r in rows), "top-k;",
                   np.mean([r["evaluations"] for r in rows]), "evals", flush=True)
-    (RESULTS / "issue12_cert.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "research_cert.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

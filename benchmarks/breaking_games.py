@@ -10,10 +10,10 @@ coefficients: not monotone), a collapse game whose dead sub-networks revive
 (``WeightedThresholdGame.reviving``), the rare-pivot game (value hidden in rare large
 marginals), and the monotone neuron-like collapse game.
 
-    python benchmarks/issue12_coverage.py [--seeds 20] [--games a,b] [--configs x,y]
+    python benchmarks/breaking_games.py [--seeds 20] [--games a,b] [--configs x,y]
 
-Each finished run is appended to ``results/issue12_coverage.jsonl`` (a rerun skips what is
-there); ``--summary`` writes ``results/issue12_coverage.md`` from it.
+Each finished run is appended to ``results/breaking_games.jsonl`` (a rerun skips what is
+there); ``--summary`` writes ``results/breaking_games.md`` from it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import neuronshapley as ns
 from neuronshapley.games import UnanimityGame, WeightedThresholdGame
 
 DELTA = 0.1
-LOG = RESULTS / "issue12_coverage.jsonl"
+LOG = RESULTS / "breaking_games.jsonl"
 
 
 @functools.cache
@@ -88,7 +88,7 @@ def summary() -> str:
         cells.setdefault((r["game"], r["config"]), []).append(r)
     lines = ["# TMAB coverage on games built to break it", "",
              f"delta = {DELTA} (claimed: >= {1 - DELTA:.0%} of runs), one run per seed of "
-             "`benchmarks/issue12_coverage.py`; closed-form truth.", "",
+             "`benchmarks/breaking_games.py`; closed-form truth.", "",
              "| game | k | configuration | seeds | joint coverage | top-k right (eps) "
              "| strict top-k | converged | mean evaluations | mean seconds |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -118,7 +118,7 @@ def main() -> None:
     if args.summary:
         md = summary()
         print(md)
-        (RESULTS / "issue12_coverage.md").write_text(md + "\n")
+        (RESULTS / "breaking_games.md").write_text(md + "\n")
         return
     names = list(games()) if args.games is None else args.games.split(",")
     cnames = list(CONFIGS)

@@ -16,8 +16,9 @@ def top_units_table(result: ShapleyResult, k: int, title: str) -> Any:
     heads, cells = result.display_table(k)
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for col in heads:
-        table.add_column(col, justify="left" if col == "unit" or col.startswith("top-")
-                         else "right", no_wrap=col == "unit")
+        label = col == "unit" or col.startswith("top-")
+        table.add_column(col, justify="left" if label else "right", no_wrap=label,
+                         min_width=9 if col.startswith("top-") else None)
     for row in cells:
         table.add_row(*(escape(c) for c in row))
     return table

@@ -1,4 +1,4 @@
-"""TMAB-Shapley (Ghorbani & Zou 2020, Alg. 1): truncated walks + a top-k bandit.
+"""TMAB-Shapley (Ghorbani & Zou 2020, Alg. 1): a top-k bandit over permutation walks.
 
 Every round gives each player still "in play" one marginal; a player leaves play once its
 interval settles whether it is in the top-k (see :func:`.topk.undecided`), or is narrower than

@@ -1,4 +1,4 @@
-"""Shared set-up for the benchmarks: thread count, the digits game, result files."""
+"""Shared set-up for the benchmarks: thread count, the digits game, walk masks, result files."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,3 +51,13 @@ def save_json(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def walk_masks(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` consecutive steps of a random permutation walk, from a random start (M, n)."""
+    perm = rng.permutation(n)
+    start = int(rng.integers(0, max(1, n - m)))
+    masks = np.ones((m, n), dtype=bool)
+    for j in range(m):
+        masks[j, perm[: start + j]] = False
+    return masks

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import RESULTS, save_json, set_threads
+from common import RESULTS, save_json, set_threads, walk_masks
 
 CASES = {
     # name: (network, player patterns, description)
@@ -70,15 +70,6 @@ def _model_and_data(network: str, n_images: int) -> tuple[torch.nn.Module, torch
     return model.eval(), data.x_test, data.y_test
 
 
-def _walk_masks(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
-    perm = rng.permutation(n)
-    start = int(rng.integers(0, max(1, n - m)))
-    masks = np.ones((m, n), dtype=bool)
-    for j in range(m):
-        masks[j, perm[: start + j]] = False
-    return masks
-
-
 def run_case(name: str, n_images: int, rounds: int, threads: int) -> dict[str, Any]:
     """One case (in its own process): ms per evaluation of limit, default and whole."""
     from neuronshapley import ModelGame
@@ -102,8 +93,8 @@ def run_case(name: str, n_images: int, rounds: int, threads: int) -> dict[str, A
                 part = batch.take(cut, slice(b0, b0 + default.batch_size))
                 split.suffix(**batch.expand(part, m))
 
-    fns = {"default": lambda: default(_walk_masks(default.n_players, m, rng)),
-           "whole": lambda: whole(_walk_masks(default.n_players, m, rng))}
+    fns = {"default": lambda: default(walk_masks(default.n_players, m, rng)),
+           "whole": lambda: whole(walk_masks(default.n_players, m, rng))}
     if split is not None:
         fns["limit"] = limit
     times: dict[str, list[float]] = {k: [] for k in fns}

@@ -34,9 +34,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import RESULTS, save_json, set_threads
+from common import RESULTS, save_json, set_threads, walk_masks
 
 from neuronshapley.estimators.sampler import WALK_CHUNK
+from neuronshapley.studies.efficientnet import top_overlap
+
+
+def top_share(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Share of the top-``k`` players of values ``a`` that are also in the top-``k`` of ``b``."""
+    return top_overlap(a, b, k) / k
 
 
 def image_batch(n_images: int, seed: int = 0, size: int = 224) -> torch.Tensor:
@@ -76,16 +82,6 @@ def fidelity_game(n_images: int = 16, players: str = "all", seed: int = 0,
         y = model(x).argmax(1)
     return ModelGame(model, x, y, metric="accuracy", players=PLAYER_SETS[players][0],
                      **options)
-
-
-def walk_masks(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
-    """``m`` consecutive steps of a random permutation walk, from a random start (M, n)."""
-    perm = rng.permutation(n)
-    start = int(rng.integers(0, max(1, n - m)))
-    masks = np.ones((m, n), dtype=bool)
-    for j in range(m):
-        masks[j, perm[: start + j]] = False
-    return masks
 
 
 def race(fns: dict[str, tuple[Any, int]], rounds: int) -> dict[str, float]:
@@ -170,12 +166,6 @@ def truncation_points(game, walks: int, grid: int, tolerance: float, seed: int) 
     return out
 
 
-def top_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    """Share of the top-``k`` players of values ``a`` that are also in the top-``k`` of ``b``."""
-    ta = set(np.argsort(-a, kind="stable")[:k].tolist())
-    return len(ta & set(np.argsort(-b, kind="stable")[:k].tolist())) / k
-
-
 def _pooled(runs: list[Any]) -> Any:
     from neuronshapley.estimators.merge import merge_results
 
@@ -204,7 +194,7 @@ def stability(game: Any, k: int, target: float, budget_s: float, batch_walks: in
             walk_seconds += time.perf_counter() - t1
         r += 1
         a, b = _pooled(halves[0]), _pooled(halves[1])
-        ov = top_overlap(a.values, b.values, k)
+        ov = top_share(a.values, b.values, k)
         elapsed = time.perf_counter() - t0
         trace.append({"walks_per_half": r * batch_walks, "overlap": ov, "elapsed_s": elapsed,
                       "evaluations": int(a.evaluations + b.evaluations)})
@@ -244,7 +234,7 @@ def extrapolate(values: tuple[np.ndarray, np.ndarray], se: list[np.ndarray], wal
         hit = None
         for w in grid:
             f = np.sqrt(walks / w)
-            ovs = [top_overlap(truth + se[0] * f * rng.standard_normal(len(truth)),
+            ovs = [top_share(truth + se[0] * f * rng.standard_normal(len(truth)),
                                truth + se[1] * f * rng.standard_normal(len(truth)), k)
                    for _ in range(sims)]
             curve.append((int(w), float(np.mean(ovs))))

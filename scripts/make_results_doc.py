@@ -21,13 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Measured on this machine kind (shared/NOTES.md): large malloc thresholds make batched
-# forward passes about 1.5x faster. They only act if set before the process starts.
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1000000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000000",
-           "MALLOC_TOP_PAD_": "1000000000"}
-if __name__ == "__main__" and any(k not in os.environ for k in _MALLOC):
-    os.environ.update({k: v for k, v in _MALLOC.items() if k not in os.environ})
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+from neuronshapley.runtime import reexec_with_fast_malloc
+
+if __name__ == "__main__":  # faster batched passes; only if set before the process starts
+    reexec_with_fast_malloc(sys.argv)
 
 import torch  # noqa: E402
 
@@ -46,8 +43,8 @@ SHOW_K = (1, 2, 3, 5, 10)
 _PARAMS = ("k", "delta", "max_evaluations", "strata", "truncation_fill")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+from script_common import log  # noqa: E402
 
 
 def _saved(folder: Path) -> ShapleyResult | None:

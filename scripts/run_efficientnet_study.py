@@ -31,8 +31,8 @@ from neuronshapley.studies.efficientnet import (
 ORDER = (SHAPLEY, "conductance", "loo", "activation_norm", "weight_norm", "random")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+from script_common import log  # noqa: E402
 
 
 def _k(v: int | None, n: int) -> str:

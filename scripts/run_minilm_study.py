@@ -21,16 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1000000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000000",
-           "MALLOC_TOP_PAD_": "1000000000"}
-if __name__ == "__main__" and any(k not in os.environ for k in _MALLOC):
-    os.environ.update({k: v for k, v in _MALLOC.items() if k not in os.environ})
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+from neuronshapley.runtime import reexec_with_fast_malloc
+
+if __name__ == "__main__":  # faster batched passes; only if set before the process starts
+    reexec_with_fast_malloc(sys.argv)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from script_common import log, md_table  # noqa: E402
 
 from neuronshapley.files import atomic_write_text, json_safe  # noqa: E402
 from neuronshapley.studies.minilm_probe import (  # noqa: E402
@@ -40,16 +40,6 @@ from neuronshapley.studies.minilm_probe import (  # noqa: E402
     run_minilm_study,
 )
 from neuronshapley.zoo.rotten_tomatoes import load_rotten_tomatoes  # noqa: E402
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _f(x: float) -> str:
@@ -101,7 +91,7 @@ def section(study: UnitStudy, summary: dict[str, Any], ks: list[int]) -> list[st
            "test accuracy over the grid points k <= K (lower = the ranking found the units the "
            "probe rests on):", ""]
     rows = [[n] + [_f(study.area(n, k)) for k in ks] for n in RANKINGS if n in study.curves]
-    out.append(_table(["ranking"] + [f"k <= {k}" for k in ks], rows))
+    out.append(md_table(["ranking"] + [f"k <= {k}" for k in ks], rows))
     grid = ", ".join(str(k) for k in study.sizes)
     out += ["", f"Grid of k: {grid}.", "", "Seconds per step: "
             + ", ".join(f"{k} {v:.0f}" for k, v in study.seconds.items()) + ".", "",
@@ -111,7 +101,7 @@ def section(study: UnitStudy, summary: dict[str, Any], ks: list[int]) -> list[st
             + (f"; top-10 overlap between seeds: {js['seed_top10_overlap']} of 10."
                if js["seed_top10_overlap"] else "."), "",
             "Top 10 by ranking:", ""]
-    out.append(_table(["ranking", "top 10"], [[n, " ".join(u.split(".")[-2] + "." + u.split(
+    out.append(md_table(["ranking", "top 10"], [[n, " ".join(u.split(".")[-2] + "." + u.split(
         ":")[-1] if "layer" in u else u for u in t)] for n, t in js["top10"].items()]))
     return out + [""]
 

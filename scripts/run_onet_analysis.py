@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1000000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000000",
-           "MALLOC_TOP_PAD_": "1000000000"}
-if __name__ == "__main__" and any(k not in os.environ for k in _MALLOC):
-    os.environ.update({k: v for k, v in _MALLOC.items() if k not in os.environ})
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+from neuronshapley.runtime import reexec_with_fast_malloc
+
+if __name__ == "__main__":  # faster batched passes; only if set before the process starts
+    reexec_with_fast_malloc(sys.argv)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -59,8 +57,8 @@ BASELINES = ("weight_norm", "activation_norm", "conductance", "loo", "random")
 SPLITS = ("selection", "test")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+from script_common import log  # noqa: E402
 
 
 def shapley_runs(model: Any, value: Any, players: Any, metric: str, fill: str, seed: int,

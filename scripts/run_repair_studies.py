@@ -21,13 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Large malloc thresholds make batched forward passes faster here (shared/NOTES.md); they
-# only act if set before the process starts.
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1000000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000000",
-           "MALLOC_TOP_PAD_": "1000000000"}
-if __name__ == "__main__" and any(k not in os.environ for k in _MALLOC):
-    os.environ.update({k: v for k, v in _MALLOC.items() if k not in os.environ})
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+from neuronshapley.runtime import reexec_with_fast_malloc
+
+if __name__ == "__main__":  # faster batched passes; only if set before the process starts
+    reexec_with_fast_malloc(sys.argv)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -53,18 +50,12 @@ FAIR_GAIN, FAIR_MAX_DROP = 10.0, 5.0  # minority points up, overall points down 
 ADV_FACTOR, ADV_MAX_DROP = 0.5, 10.0  # success at most halved, clean points down at most
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+from script_common import log, md_table  # noqa: E402
 
 
 def _pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.1f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
 
 
 def _seeds(text: str) -> list[int]:
@@ -119,7 +110,7 @@ def fairness_section(res: FairnessResult, rel: str, title: str,
              *[_pct(r[f"accuracy[{g}]"]) for g in names],
              *[_pct(r[f"balanced[{g}]"]) for g in names], _pct(r["overall"])]
             for r in res.rows()]
-    lines += _table(header, rows)
+    lines.append(md_table(header, rows))
     gain, drop = ch[t], -ch["overall"]
     hk, hgain = res.hindsight()
     lines += ["", f"Test change: {t} **{gain:+.1f} points**, overall {-drop:+.1f} points "
@@ -141,11 +132,11 @@ def fairness_section(res: FairnessResult, rel: str, title: str,
     lines += ["", f"![{title}]({rel}/fairness.png)", "",
               "Each candidate ranking with its own choice of k on the selection part (same "
               "values):", ""]
-    lines += _table(["ranking", "k", f"selection {t}", "selection overall", f"test {t}",
+    lines.append(md_table(["ranking", "k", f"selection {t}", "selection overall", f"test {t}",
                      "test overall"],
                     [[r["ranking"], str(r["removed"]), _pct(r["select_target"]),
                       _pct(r["select_overall"]), _pct(r["test_target"]), _pct(r["test_overall"])]
-                     for r in res.per_ranking])
+                     for r in res.per_ranking]))
     return lines + [""]
 
 
@@ -166,8 +157,8 @@ def fair_seeds_section(runs: list[FairnessResult]) -> list[str]:
                      f"{_pct(b.overall)} -> {_pct(a.overall)}", f"{ch['overall']:+.1f}",
                      f"{res.hindsight()[1]:+.1f}", greedy,
                      "met" if fair_met(res) else "not met"])
-    lines += _table(["seed", "ranking", "k", "test minority acc", "points", "overall",
-                     "points", "ceiling (hindsight)", "greedy control", "target"], rows)
+    lines.append(md_table(["seed", "ranking", "k", "test minority acc", "points", "overall",
+                     "points", "ceiling (hindsight)", "greedy control", "target"], rows))
     gains = [r.change("test")[r.setup.target] for r in runs]
     drops = [r.change("test")["overall"] for r in runs]
     lines += ["", f"Mean over {len(runs)} seeds: minority {np.mean(gains):+.1f} points, "
@@ -222,7 +213,7 @@ def adversarial_section(res: AdversarialResult, rel: str) -> list[str]:
     rows = [[m, _pct(r["clean_accuracy"]), _pct(r["original_attack_success"]),
              _pct(r["transfer_attack_success"]), _pct(r["whitebox_attack_success"])]
             for m, r in res.table.items()]
-    lines += _table(header, rows)
+    lines.append(md_table(header, rows))
     ratio, clean = adv_change(res)
     hk, hratio = res.hindsight()
     lines += ["", f"Original attack success x{ratio:.2f}, clean accuracy {clean:+.1f} points "
@@ -234,11 +225,11 @@ def adversarial_section(res: AdversarialResult, rel: str) -> list[str]:
               f"![adversarial repair]({rel}/adversarial.png)", "",
               "Each candidate ranking with its own choice of k on the selection part (same "
               "values):", ""]
-    lines += _table(["ranking", "k", "selection success", "selection clean acc",
+    lines.append(md_table(["ranking", "k", "selection success", "selection clean acc",
                      "test success", "test clean acc"],
                     [[r["ranking"], str(r["removed"]), _pct(r["select_success"]),
                       _pct(r["select_clean_accuracy"]), _pct(r["test_success"]),
-                      _pct(r["test_clean_accuracy"])] for r in res.per_ranking])
+                      _pct(r["test_clean_accuracy"])] for r in res.per_ranking]))
     return lines + [""]
 
 
@@ -260,8 +251,8 @@ def adv_seeds_section(runs: list[AdversarialResult]) -> list[str]:
                      f"{_pct(p['original_attack_success'])}", f"x{ratio:.2f}",
                      f"{_pct(o['clean_accuracy'])} -> {_pct(p['clean_accuracy'])}",
                      f"{clean:+.1f}", greedy, "met" if adv_met(res) else "not met"])
-    lines += _table(["seed", "ranking", "k", "test attack success", "ratio", "test clean acc",
-                     "points", "greedy control (ratio, points)", "target"], rows)
+    lines.append(md_table(["seed", "ranking", "k", "test attack success", "ratio", "test clean acc",
+                     "points", "greedy control (ratio, points)", "target"], rows))
     ratios = [adv_change(r)[0] for r in runs]
     cleans = [adv_change(r)[1] for r in runs]
     lines += ["", f"Mean over {len(runs)} seeds: success x{np.mean(ratios):.2f}, clean "

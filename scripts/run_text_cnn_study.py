@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-# Large malloc thresholds make batched forward passes faster here; they only act if set
-# before the process starts.
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1000000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000000",
-           "MALLOC_TOP_PAD_": "1000000000"}
-if __name__ == "__main__" and any(k not in os.environ for k in _MALLOC):
-    os.environ.update({k: v for k, v in _MALLOC.items() if k not in os.environ})
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+from neuronshapley.runtime import reexec_with_fast_malloc
+
+if __name__ == "__main__":  # faster batched passes; only if set before the process starts
+    reexec_with_fast_malloc(sys.argv)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from script_common import log, md_table  # noqa: E402
 
 from neuronshapley.files import atomic_write_text  # noqa: E402
 from neuronshapley.studies.compare import SHAPLEY  # noqa: E402
@@ -41,16 +37,6 @@ from neuronshapley.studies.text_cnn import (  # noqa: E402
     text_cnn_setup,
 )
 from neuronshapley.zoo.rotten_tomatoes import load_rotten_tomatoes  # noqa: E402
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _layer_section(study: TextCNNStudy, name: str) -> list[str]:
@@ -71,7 +57,7 @@ def _layer_section(study: TextCNNStudy, name: str) -> list[str]:
         c = comp.curves[r]
         rows.append([r] + [fmt(f["drop_area_by_k"][k][r]) for k in ks]
                     + [c.units_to_level if c.units_to_level is not None else f"> {comp.max_k}"])
-    out.append(_table(["ranking"] + [f"mean acc k<={k}" for k in ks] + ["units to level"], rows))
+    out.append(md_table(["ranking"] + [f"mean acc k<={k}" for k in ks] + ["units to level"], rows))
     if len(ls.seed_results) > 1:
         out += ["", "Each Shapley seed's own ranking: " + "; ".join(
             f"k<={k}: " + ", ".join(f"{a:.3f}" for a in f["seed_drop_area_by_k"][k])
@@ -146,7 +132,7 @@ def results_markdown(study: TextCNNStudy, wall_s: float) -> str:
             acc = {r["m"]: r["test_accuracy"] for r in sel if r["ranking"] == name}
             if acc:
                 rows.append([name] + [fmt(acc.get(m)) for m in ms])
-        out += [f"`{layer}`:", "", _table(["ranking"] + [f"m={m}" for m in ms], rows), ""]
+        out += [f"`{layer}`:", "", md_table(["ranking"] + [f"m={m}" for m in ms], rows), ""]
     out += ["## Claims", ""]
     out += [f"- {c}" for c in claims(study)]
     return "\n".join(out) + "\n"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from neuronshapley.studies.compare import units_to_level
 from neuronshapley.studies.efficientnet import (
     efficientnet_setup,
-    first_below,
     run_efficientnet_study,
     top_overlap,
 )
@@ -19,10 +19,11 @@ from neuronshapley.zoo.efficientnet import EfficientNetLite0
 torch.set_num_threads(1)
 
 
-def test_first_below_and_top_overlap() -> None:
+def test_units_below_a_level_and_top_overlap() -> None:
     curve = np.array([1.0, 0.8, 0.5, 0.4, 0.05])
-    assert first_below(curve, 0.5) == 3 and first_below(curve, 0.1) == 4
-    assert first_below(curve, 0.01) is None
+    assert units_to_level(curve, 0.5, strict=True) == 3
+    assert units_to_level(curve, 0.1, strict=True) == 4
+    assert units_to_level(curve, 0.01, strict=True) is None
     a, b = np.array([5.0, 4, 3, 2, 1]), np.array([1.0, 4, 5, 2, 3])
     assert top_overlap(a, b, 2) == 1 and top_overlap(a, a, 3) == 3
 

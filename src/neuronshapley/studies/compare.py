@@ -188,9 +188,11 @@ def nested_masks(order: Sequence[int] | np.ndarray, n_players: int, max_k: int) 
     return prefix_masks(order, n_players, range(max_k + 1))
 
 
-def units_to_level(curve: np.ndarray, level: float) -> int | None:
-    """Smallest k with ``curve[k] <= level``, or None if the curve never gets there."""
-    hit = np.flatnonzero(np.asarray(curve) <= level)
+def units_to_level(curve: np.ndarray, level: float, strict: bool = False) -> int | None:
+    """Smallest k with ``curve[k] <= level`` (``strict``: ``< level``), or None if the curve
+    never gets there."""
+    curve = np.asarray(curve)
+    hit = np.flatnonzero(curve < level if strict else curve <= level)
     return int(hit[0]) if len(hit) else None
 
 

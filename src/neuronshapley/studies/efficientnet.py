@@ -46,6 +46,7 @@ from neuronshapley.studies.compare import (
     CompareResult,
     removal_curves,
     run_compare,
+    units_to_level,
     write_compare,
 )
 from neuronshapley.zoo.photos import Crop, bundled_photos, crop_inputs, random_crops
@@ -87,12 +88,6 @@ def efficientnet_setup(n_value: int = 32, n_test: int = 48, crop_seeds: tuple[in
         vy, ty = model(vx).argmax(1), model(tx).argmax(1)
     return EfficientNetSetup(model, list(players), value, test, vx, vy, tx, ty,
                              tuple(crop_seeds))
-
-
-def first_below(curve: np.ndarray, threshold: float) -> int | None:
-    """Smallest k with ``curve[k] < threshold`` (None: never)."""
-    hit = np.flatnonzero(np.asarray(curve) < threshold)
-    return int(hit[0]) if len(hit) else None
 
 
 def top_overlap(a: np.ndarray, b: np.ndarray, k: int) -> int:
@@ -151,15 +146,17 @@ def run_efficientnet_study(
                           players=game.players_set, reference=s.value_x,
                           pass_size=game.pass_size)
     seed_curves = [removal_curves(test_game, r.ranking(), n, K)[0] for r in runs]
-    breaks = {name: {f"{t:g}": first_below(c.heldout, t) for t in thresholds}
+    breaks = {name: {f"{t:g}": units_to_level(c.heldout, t, strict=True)
+                     for t in thresholds}
               for name, c in comp.curves.items()}
     if comp.curves["random"].draws is not None:
         for t in thresholds:
-            per = [first_below(d, t) for d in comp.curves["random"].draws]
+            per = [units_to_level(d, t, strict=True) for d in comp.curves["random"].draws]
             breaks["random"][f"{t:g}"] = (None if any(p is None for p in per)
                                           else int(np.median(per)))
     for seed, curve in zip(shapley_seeds, seed_curves, strict=True):
-        breaks[f"{SHAPLEY} seed {seed}"] = {f"{t:g}": first_below(curve, t) for t in thresholds}
+        breaks[f"{SHAPLEY} seed {seed}"] = {f"{t:g}": units_to_level(curve, t, strict=True)
+                                            for t in thresholds}
     settings = {
         "players": s.players, "n_players": n, "value_crops": len(s.value_y),
         "test_crops": len(s.test_y), "crop_seeds": list(s.crop_seeds),
@@ -241,5 +238,5 @@ def plot_removal(study: EfficientNetStudy, path: Path) -> Path:
 
 
 __all__ = ["THRESHOLDS", "EfficientNetSetup", "EfficientNetStudy", "efficientnet_setup",
-           "first_below", "plot_removal", "run_efficientnet_study", "top_overlap",
+           "plot_removal", "run_efficientnet_study", "top_overlap",
            "write_efficientnet_study"]

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from neuronshapley.files import atomic_write_text
 from neuronshapley.runtime import reexec_with_fast_malloc
 from neuronshapley.studies.compare import SHAPLEY
 from neuronshapley.studies.efficientnet import (
@@ -32,7 +31,7 @@ ORDER = (SHAPLEY, "conductance", "loo", "activation_norm", "weight_norm", "rando
 
 
 
-from script_common import log  # noqa: E402
+from script_common import finish, log  # noqa: E402
 
 
 def _k(v: int | None, n: int) -> str:
@@ -172,11 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.strata, args.steps, args.random_draws,
                                    max_k=args.max_k, log=log)
     wall = time.perf_counter() - started
-    atomic_write_text(args.out / "RESULTS.md", results_markdown(study, wall))
-    log(f"done in {wall / 60:.1f} min: {args.out / 'RESULTS.md'}")
-    for line in claims(study):
-        print(" -", line)
-    return 0
+    return finish(args.out, results_markdown(study, wall), claims(study), wall)
 
 
 if __name__ == "__main__":

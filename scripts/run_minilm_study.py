@@ -30,7 +30,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from script_common import log, md_table  # noqa: E402
+from script_common import finish, log, md_table  # noqa: E402
 
 from neuronshapley.files import atomic_write_text, json_safe  # noqa: E402
 from neuronshapley.studies.minilm_probe import (  # noqa: E402
@@ -213,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                "end": [round(x, 2) for x in os.getloadavg()]}
     atomic_write_text(args.out / "summary.json",
                       json.dumps(json_safe(summary), indent=2) + "\n")
-    atomic_write_text(args.out / "RESULTS.md", results_markdown(summary, studies, wall))
-    log(f"done in {wall / 60:.1f} min: {args.out / 'RESULTS.md'}")
-    return 0
+    return finish(args.out, results_markdown(summary, studies, wall), [], wall)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ if __name__ == "__main__":  # faster batched passes; only if set before the proc
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from script_common import log, md_table  # noqa: E402
+from script_common import finish, log, md_table  # noqa: E402
 
-from neuronshapley.files import atomic_write_text  # noqa: E402
 from neuronshapley.studies.compare import SHAPLEY  # noqa: E402
 from neuronshapley.studies.text_cnn import (  # noqa: E402
     RANKINGS,
@@ -216,11 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                                shapley_seeds=args.shapley_seeds, max_evaluations=args.budget,
                                n_steps=args.steps, log=log)
     wall = time.perf_counter() - started
-    atomic_write_text(args.out / "RESULTS.md", results_markdown(study, wall))
-    log(f"done in {wall / 60:.1f} min: {args.out / 'RESULTS.md'}")
-    for line in claims(study):
-        print(" -", line)
-    return 0
+    return finish(args.out, results_markdown(study, wall), claims(study), wall)
 
 
 if __name__ == "__main__":

@@ -298,7 +298,9 @@ class AnytimeWalks:
     """Walk-based anytime estimator with the options under study.
 
     ``design``: "iid" (uniform permutations), "antithetic" (each permutation followed by
-    its reverse), "strata" (position-stratified blocks of ``strata`` walks, as the library).
+    its reverse), "sobol" (argsort of scrambled Sobol points: each walk a uniform
+    permutation, the run one low-discrepancy sequence), "strata" (position-stratified
+    blocks of ``strata`` walks, as the library).
     ``keep``: roulette truncation probability (None: whole walks). ``adjust``: regression
     adjustment with a logistic surrogate, 2-fold cross-fitted, coefficient estimated by
     pooled least squares of V's marginals on f's (``"fixed"``: coefficient 1).
@@ -328,6 +330,12 @@ class AnytimeWalks:
                 shifts = self.rng.permutation(m)
                 self._queue = [np.argsort((labels + s) % m + self.rng.random(n), kind="stable")
                                for s in shifts]
+            elif self.design == "sobol":
+                if not hasattr(self, "_sobol"):
+                    from scipy.stats import qmc
+
+                    self._sobol = qmc.Sobol(d=n, scramble=True, seed=self.rng)
+                self._queue = list(np.argsort(self._sobol.random(8), axis=1))
             else:
                 self._queue = [self.rng.permutation(n)]
         return self._queue.pop(0)

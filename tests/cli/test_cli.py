@@ -68,14 +68,14 @@ def test_demo_writes_result_files(demo_run, cache: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["max_evaluations"] == DEFAULT_MAX_EVALUATIONS
     assert summary["settings"]["num_threads"] == 1
-    # the default budget certifies the top 5: every one of them certainly in
+    # the default budget certifies the top 3: every one of them certainly in
     assert summary["tmab"]["evaluations"] <= DEFAULT_MAX_EVALUATIONS
-    assert "Certified: these 5 filters are the top 5" in " ".join(result.output.split())
-    assert sorted(r["top_k"] for r in rows if int(r["rank"]) <= 5) == ["in"] * 5
+    assert "Certified: these 3 filters are the top 3" in " ".join(result.output.split())
+    assert sorted(r["top_k"] for r in rows if int(r["rank"]) <= 3) == ["in"] * 3
     assert 0.9 < summary["model_test_accuracy"] < 1.0  # held out: not the training images
     sizes = summary["settings"]["split_sizes"]
     assert sizes == {"train": 899, "valuation": 359, "selection": 180, "test": 359}
-    assert "Removing the 5 top Shapley filters" in result.output
+    assert "Removing the 3 top Shapley filters" in result.output
     assert str(out) in " ".join(result.output.split())
 
 

@@ -5,7 +5,8 @@
 enumeration), never on an evaluation budget, so they must stay bit for bit the same.
 Regenerate only on purpose: ``python tests/estimators/pinned_cases.py``. The bandit's
 cases with ``truncation=True`` keep its earlier default (zero-fill truncation) so that their
-recorded values still apply; ``tmab-whole-walks`` was recorded with today's default.
+recorded values still apply; ``tmab-whole-walks`` was recorded with today's default, and
+``auto-truncated`` again when ``auto`` moved to a whole pilot walk and Sobol permutations.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ def _game():
 
 @pytest.mark.parametrize("method,extra", [
     ("permutation", {"strata": 4}),
+    ("permutation", {"permutations": "sobol"}),
     ("truncated", {"truncation_fill": "roulette"}),
     ("tmab", {"k": 3}),
 ])

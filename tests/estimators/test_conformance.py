@@ -43,6 +43,7 @@ class Interrupting:
 
 ESTIMATORS = {
     "permutation": ("permutation", {"strata": 2}),
+    "sobol": ("truncated", {"truncation_fill": "roulette", "permutations": "sobol"}),
     "truncated": ("truncated", {"truncation_fill": "roulette"}),
     "tmab": ("tmab", {"k": 3}),
     "tmab-direct": ("tmab", {"k": 3, "sampling": "direct", "bound": "bernstein"}),

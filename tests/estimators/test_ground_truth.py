@@ -135,7 +135,12 @@ def test_auto_chooses_from_the_problem_and_a_pilot():
     game = WeightedThresholdGame.neuron_like(60, rng=np.random.default_rng(2))
     anytime = ns.estimate(game, method="auto", max_evaluations=3000, seed=1)
     assert anytime.method == "truncated"
-    assert anytime.params["truncation_fill"] == "roulette" and anytime.params["strata"] >= 1
+    assert anytime.params["truncation_fill"] == "roulette"
+    assert anytime.params["permutations"] == "sobol" and anytime.params["strata"] == 1
+    assert "Sobol" in anytime.info["auto"]["reason"]
+    stratified = ns.estimate(game, method="auto", max_evaluations=3000, seed=1,
+                             permutations="random")
+    assert stratified.params["strata"] > 1 and "strata" in stratified.info["auto"]["reason"]
     assert 2900 <= anytime.evaluations <= 3000  # the pilot counts against the budget
     truth = game.shapley_values()
     assert np.abs(anytime.values - truth).max() < 0.5 * truth.max()
@@ -162,3 +167,33 @@ def test_shared_anchor_marginals_are_unbiased(fill):
     for i, xs in enumerate(samples):
         se = np.std(xs) / np.sqrt(len(xs))
         assert abs(np.mean(xs) - truth[i]) <= 4 * se + 1e-9, i
+
+
+def test_auto_walks_whole_where_the_network_comes_back_to_life():
+    from neuronshapley.estimators.auto import comes_back
+    from neuronshapley.estimators.truncation import Truncation
+
+    rule = Truncation()  # dead: within 5% of |V(N) - V(empty)| of V(empty)
+    n, perm = 40, np.random.default_rng(0).permutation(40)
+
+    def by_count(profile):  # V depends on how many players are present
+        return lambda masks: np.array([profile(int(c)) for c in masks.sum(1)], dtype=float)
+
+    stays = by_count(lambda c: float(c > 20))
+    back = by_count(lambda c: 1.0 if c > 20 else (0.8 if 5 <= c <= 12 else 0.0))
+    ends = np.array([1.0]), np.array([0.0])
+    assert not comes_back(stays, perm, 20, rule, *ends)
+    assert comes_back(back, perm, 20, rule, *ends)  # probes at 16, 12, 8, 4 players left
+
+    reviving = WeightedThresholdGame.reviving(50, rng=2)  # dead sub-networks come back
+    whole = ns.estimate(reviving, method="auto", max_evaluations=3000, seed=0)
+    assert whole.method == "permutation" and "came back to life" in whole.info["auto"]["reason"]
+    assert whole.params["permutations"] == "sobol" and whole.evaluations <= 3000
+    truth = reviving.shapley_values()
+    assert np.abs(whole.values - truth).max() < 0.5 * truth.max()  # unbiased, unlike zero fill
+    collapse = WeightedThresholdGame.neuron_like(60, rng=np.random.default_rng(2))
+    cut = ns.estimate(collapse, method="auto", max_evaluations=3000, seed=0)
+    assert cut.method == "truncated" and "stayed dead" in cut.info["auto"]["reason"]
+    asked = ns.estimate(reviving, method="auto", max_evaluations=3000, seed=0,
+                        truncation_fill="roulette")
+    assert asked.method == "truncated"  # truncation options given: truncated, as asked

@@ -62,8 +62,13 @@ def test_auto_counts_its_pilot_in_the_budget():
 
 def test_a_walk_stops_when_the_budget_is_spent():
     game = AdditiveGame(np.ones(500))
-    res = ns.estimate(game, method="permutation", max_evaluations=300)
-    assert res.evaluations <= 300  # one walk costs 500: none fits, none is overshot
+    # one walk costs 500: none fits, none is overshot, and no all-zero values come back
+    with pytest.raises(InputError, match=r"before any player got a sample \((\d+) "
+                       r"evaluations.*raise max_evaluations") as err:
+        ns.estimate(game, method="permutation", max_evaluations=300)
+    assert int(str(err.value).split("(")[1].split()[0]) <= 300
+    res = ns.estimate(game, method="permutation", max_evaluations=1200)
+    assert res.evaluations <= 1200 and res.samples.min() == 2
 
 
 @pytest.mark.parametrize("bad,match", [

@@ -110,7 +110,7 @@ def test_training_reaches_95_percent(trained: tuple[DigitsCNN, DigitsData, Path]
     meta = json.loads(meta_file.read_text())
     assert meta["seed"] == 0 and meta["test_accuracy"] == pytest.approx(acc)
     assert meta["split_sizes"]["train"] == 899 and meta["train_accuracy"] == 1.0
-    assert meta["cache_version"] == 2 and "_v2" in meta_file.name
+    assert meta["cache_version"] == 3 and "_v3" in meta_file.name
 
 
 def test_cache_reloads_identical_weights(

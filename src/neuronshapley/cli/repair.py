@@ -44,7 +44,7 @@ SearchSteps = Annotated[int, typer.Option(
 KGrid = Annotated[str | None, typer.Option(
     help="Comma-separated numbers of removed units tried on validation.")]
 Method = Annotated[str, typer.Option(
-    help="Shapley estimator: auto (truncated walks, roulette truncation, position strata), "
+    help="Shapley estimator: auto (truncated walks, roulette truncation, Sobol permutations), "
     "tmab, truncated or permutation.")]
 MaxEvaluations = Annotated[int, typer.Option(min=1, help="Shapley budget of game evaluations.")]
 

@@ -51,8 +51,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         seed: Annotated[int, typer.Option(help="Seed of the estimate and random rankings.")] = 0,
         method: Annotated[str, typer.Option(
-            help="Shapley estimator: auto (truncated walks, roulette truncation, position "
-            "strata), tmab, truncated or permutation.")] = "auto",
+            help="Shapley estimator: auto (truncated walks, roulette truncation, Sobol "
+            "permutations), tmab, truncated or permutation.")] = "auto",
         max_evaluations: Annotated[int | None, typer.Option(
             min=1, help="Shapley budget of game evaluations (default per model).")] = None,
         k: Annotated[int | None, typer.Option(

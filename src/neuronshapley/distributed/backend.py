@@ -35,6 +35,7 @@ import numpy as np
 from neuronshapley.errors import InputError, OptionError
 from neuronshapley.estimators.driver import Driver
 from neuronshapley.estimators.engine import GameInfo, fingerprint, output_names, player_ids
+from neuronshapley.estimators.permutations import SobolPermutations, check_permutations
 from neuronshapley.estimators.registry import RUN_OPTIONS, make_estimator
 from neuronshapley.estimators.requests import Answer, BudgetSpent, Direct, Request, Shared, Walks
 from neuronshapley.estimators.sampler import WalkSampler
@@ -46,6 +47,7 @@ INSTALL_HINT = "pip install 'neuronshapley[ray]'"
 
 POOL_OPTIONS = ("batch", "threads_per_worker", "gpus_per_worker", "_kill_after")
 STRATA_STREAM = 104729  # block b of stratified walks draws from default_rng([seed, this, b])
+SOBOL_STREAM = 130363  # the run's Sobol sequence is seeded from default_rng([seed, this])
 CONTROL_STREAM = 2**32 - 1  # a control variate's seed: default_rng([seed, this])
 
 
@@ -71,7 +73,8 @@ class WalkWorker:
     """Builds the game from ``game_factory`` and computes numbered tasks (walks, direct)."""
 
     def __init__(self, game_factory: Callable[[], Any], truncation: TruncationRule | None,
-                 chunk: int | None, threads: int | None = 1, strata: int = 1) -> None:
+                 chunk: int | None, threads: int | None = 1, strata: int = 1,
+                 permutations: str = "random") -> None:
         if threads:
             import torch
 
@@ -81,6 +84,9 @@ class WalkWorker:
         if n is None:
             raise InputError("the game built by game_factory must have an n_players attribute")
         self.strata = min(int(strata), int(n))
+        check_permutations(permutations, int(n), self.strata)
+        self.permutations = permutations
+        self._sobol: SobolPermutations | None = None
         self.sampler = WalkSampler(self.game, int(n), np.random.default_rng(0), truncation, chunk)
 
     def describe(self) -> dict[str, Any]:
@@ -91,9 +97,15 @@ class WalkWorker:
                 "fingerprint": fingerprint(g)}
 
     def _permutation(self, seed: int, i: int) -> np.ndarray | None:
-        """Walk ``i``'s stratified permutation (None without strata): walks come in blocks
-        of ``strata`` sharing random groups, as in :class:`WalkSampler`, seeded per block."""
+        """Walk ``i``'s permutation: the ``i``-th of the run's Sobol sequence, or stratified
+        (None without strata): walks come in blocks of ``strata`` sharing random groups, as
+        in :class:`WalkSampler`, seeded per block."""
         m, n = self.strata, self.sampler.n
+        if self.permutations == "sobol":
+            sobol_seed = int(np.random.default_rng([seed, SOBOL_STREAM]).integers(2**63))
+            if self._sobol is None or self._sobol.seed != sobol_seed:
+                self._sobol = SobolPermutations(n, sobol_seed)
+            return self._sobol(i)
         if m <= 1:
             return None
         block, pos = divmod(i, m)
@@ -269,8 +281,9 @@ class _LocalPool:
     """The reference: the same tasks computed in this process, in index order."""
 
     def __init__(self, factory: Callable[[], Any], truncation: TruncationRule | None,
-                 chunk: int | None, threads: int | None, strata: int) -> None:
-        self.worker = WalkWorker(factory, truncation, chunk, threads, strata)
+                 chunk: int | None, threads: int | None, strata: int, permutations: str
+                 ) -> None:
+        self.worker = WalkWorker(factory, truncation, chunk, threads, strata, permutations)
         self.replaced = 0
 
     def describe(self) -> dict[str, Any]:
@@ -289,9 +302,9 @@ class _RayPool:
 
     def __init__(self, ray: Any, workers: int, factory: Callable[[], Any],
                  truncation: TruncationRule | None, chunk: int | None, threads: int | None,
-                 strata: int, gpus: float, kill_after: int | None) -> None:
+                 strata: int, permutations: str, gpus: float, kill_after: int | None) -> None:
         self.ray = ray
-        self.args = (factory, truncation, chunk, threads, strata)
+        self.args = (factory, truncation, chunk, threads, strata, permutations)
         self.actor_cls = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=0)(WalkWorker)
         self.actors: list[Any] = []
         try:
@@ -439,12 +452,13 @@ def estimate_distributed(
     if progress not in (None, True, False) and not callable(progress):
         raise OptionError(f"progress must be True, False or a callable, got {progress!r}")
     truncation, chunk, strata = estimator.truncation(), estimator.chunk(), estimator.strata()
+    permutations = estimator.permutations()
     ray = _require_ray() if workers else None
     owns_ray = False
     pool: _LocalPool | _RayPool | None = None
     try:  # whatever stops the run (Ctrl-C included), the workers and a Ray we started go
         if ray is None:
-            pool = _LocalPool(game_factory, truncation, chunk, threads, strata)
+            pool = _LocalPool(game_factory, truncation, chunk, threads, strata, permutations)
         else:
             if not ray.is_initialized():
                 owns_ray = True
@@ -456,6 +470,7 @@ def estimate_distributed(
                 total = float(ray.cluster_resources().get("GPU", 0))
                 gpus = min(1.0, total / workers) if total > 0 else 0  # share GPUs if too few
             pool = _RayPool(ray, workers, game_factory, truncation, chunk, threads, strata,
+                            permutations,
                             float(gpus), pool_opts.get("_kill_after"))
         built = pool
 

@@ -95,6 +95,10 @@ class Estimator:
     def strata(self) -> int:
         return 1
 
+    def permutations(self) -> str:
+        """Which permutations the walks follow (:mod:`.permutations`)."""
+        return "random"
+
     def chunk(self) -> int | None:
         return self._params.get("chunk")
 

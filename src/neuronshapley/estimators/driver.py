@@ -75,7 +75,8 @@ def in_process(game: Any, n_players: int | None, estimator: Any) -> Callable[[],
 
     def make() -> InProcessEngine:
         return InProcessEngine(game, n, estimator.seed, estimator.truncation(),
-                               estimator.chunk(), estimator.strata())
+                               estimator.chunk(), estimator.strata(),
+                               estimator.permutations())
 
     return make
 
@@ -224,7 +225,14 @@ class Driver:
     def run(self) -> ShapleyResult:
         for _ in self._steps(None):
             pass
-        return self.result()
+        res = self.result()
+        if self.estimator.sampling and not np.any(res.samples):
+            cut = f", {self.discarded} of them on a walk it could not finish" \
+                if self.discarded else ""
+            raise InputError(f"the run stopped before any player got a sample "
+                             f"({res.evaluations} evaluations{cut}): raise max_evaluations "
+                             "or max_time")
+        return res
 
     def iterate(self, every: int | None = None, at: Sequence[int] | None = None
                 ) -> Iterator[ShapleyResult]:

@@ -90,9 +90,9 @@ class InProcessEngine:
     at_boundary = True  # every step ends with nothing computed and left unapplied
 
     def __init__(self, game: Any, n: int, seed: int | None, truncation: TruncationRule | None,
-                 chunk: int | None, strata: int) -> None:
+                 chunk: int | None, strata: int, permutations: str = "random") -> None:
         self.rng = np.random.default_rng(seed)
-        self.sampler = WalkSampler(game, n, self.rng, truncation, chunk, strata)
+        self.sampler = WalkSampler(game, n, self.rng, truncation, chunk, strata, permutations)
         d = self.sampler.output_dim
         self.guard = BudgetGuard(game)
         self.sampler.game = self.guard

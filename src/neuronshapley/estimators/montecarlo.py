@@ -16,6 +16,7 @@ from neuronshapley.estimators.base import SEED, Estimator
 from neuronshapley.estimators.bounds import normal_halfwidth
 from neuronshapley.estimators.control import ControlVariate, make_control
 from neuronshapley.estimators.params import Param
+from neuronshapley.estimators.permutations import PERMUTATIONS
 from neuronshapley.estimators.registry import register
 from neuronshapley.estimators.requests import Answer, Request, Walks
 from neuronshapley.estimators.stats import RunningStats
@@ -39,6 +40,9 @@ BUDGET = (
 )
 STRATA = Param("strata", "int", 1, "position-stratified blocks of walks (unbiased)", low=1,
                none=False)
+PERMUTATIONS_PARAM = Param("permutations", "str", "random", "which permutations the walks "
+                           "follow: random (independent) or sobol (a scrambled Sobol "
+                           "sequence, unbiased)", choices=PERMUTATIONS, none=False)
 
 
 @register
@@ -57,6 +61,7 @@ class MonteCarlo(Estimator):
         Param("confidence", "float", 0.95, "level of the per-player normal intervals",
               low=0.0, high=1.0, low_open=True, high_open=True, none=False),
         STRATA,
+        PERMUTATIONS_PARAM,
         Param("control", ControlVariate, None, "control variate ('surrogate')",
               coerce=make_control),
     )
@@ -66,6 +71,9 @@ class MonteCarlo(Estimator):
 
     def strata(self) -> int:
         return int(self._params["strata"])
+
+    def permutations(self) -> str:
+        return str(self._params["permutations"])
 
     def begin(self, info: Any, engine: Any) -> None:
         self.info, self.engine = info, engine
@@ -118,8 +126,12 @@ class MonteCarlo(Estimator):
         bias = ("" if rule is None or rule.fill.unbiased else
                 f"; the {rule.fill.name!r} truncation fill biases them where V is not "
                 "monotone (truncation_fill='roulette' does not)")
+        p = self._params
+        design = ("" if p["strata"] <= 1 and p["permutations"] == "random" else
+                  "; computed as for independent walks, which these walks are not (strata or "
+                  "Sobol permutations spread positions evenly: usually wider than needed)")
         return {"intervals_note": f"per-unit {level} normal-approximation intervals, each "
-                f"for one unit on its own, at the final sample count{bias}"}
+                f"for one unit on its own, at the final sample count{bias}{design}"}
 
     def state(self) -> dict[str, np.ndarray]:
         arrays = {f"stats.{k}": v for k, v in self.stats.state().items()}

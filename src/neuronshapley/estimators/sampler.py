@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from neuronshapley.estimators.permutations import SobolPermutations, check_permutations
 from neuronshapley.estimators.truncation import TruncationRule
 from neuronshapley.estimators.walks import WalkOutcome, call_game, run_walk, run_walks
 
@@ -26,6 +27,9 @@ class WalkSampler:
     still a uniform random permutation, so every marginal stays unbiased, but over a block
     each player visits every stratum of positions once: the part of the variance that comes
     from *where* in the walk a player is removed cancels out.
+
+    With ``permutations="sobol"`` walk ``w`` follows the ``w``-th point of a scrambled Sobol
+    sequence (:mod:`.permutations`), seeded from ``rng`` on the first walk.
     """
 
     def __init__(
@@ -36,9 +40,14 @@ class WalkSampler:
         truncation: TruncationRule | None = None,
         chunk: int | None = None,
         strata: int = 1,
+        permutations: str = "random",
     ) -> None:
         if strata < 1:
             raise ValueError(f"strata must be >= 1, got {strata}")
+        check_permutations(permutations, n, strata)
+        self.permutations = permutations
+        self._sobol: SobolPermutations | None = None
+        self._sobol_next = 0
         self.game = game
         self.strata = min(int(strata), n)
         self._labels = np.zeros(n, dtype=np.int64)
@@ -75,6 +84,8 @@ class WalkSampler:
         facts = {"rng": self.rng.bit_generator.state, "evaluations": self.evaluations,
                  "walks": self.walks, "truncated_walks": self.truncated_walks,
                  "block_pos": self._block_pos}
+        if self._sobol is not None:
+            facts["sobol"] = [self._sobol.seed, self._sobol_next]
         return arrays, facts
 
     def restore(self, arrays: dict[str, np.ndarray], facts: dict[str, object]) -> None:
@@ -83,6 +94,10 @@ class WalkSampler:
         self.walks = int(facts["walks"])  # type: ignore[arg-type]
         self.truncated_walks = int(facts["truncated_walks"])  # type: ignore[arg-type]
         self._block_pos = int(facts["block_pos"])  # type: ignore[arg-type]
+        self._sobol, self._sobol_next = None, 0  # no walk yet: the seed is drawn later
+        if "sobol" in facts:
+            seed, nxt = facts["sobol"]  # type: ignore[misc]
+            self._sobol, self._sobol_next = SobolPermutations(self.n, int(seed)), int(nxt)
         self._labels = np.array(arrays["sampler.labels"], dtype=np.int64)
         self._shifts = np.array(arrays["sampler.shifts"], dtype=np.int64)
         self.v_full = np.array(arrays["sampler.v_full"], dtype=np.float64)
@@ -219,6 +234,11 @@ class WalkSampler:
         return out
 
     def _permutation(self) -> np.ndarray:
+        if self.permutations == "sobol":
+            if self._sobol is None:
+                self._sobol = SobolPermutations(self.n, int(self.rng.integers(2**63)))
+            self._sobol_next += 1
+            return self._sobol(self._sobol_next - 1)
         if self.strata <= 1:
             return self.rng.permutation(self.n)
         if self._block_pos == 0:

@@ -250,6 +250,10 @@ class TMAB(Estimator):
             return False, (f"not guaranteed: the {rule.fill.name!r} truncation fill is biased "
                            "where V is not monotone or a dead sub-network revives (use "
                            "truncation=None or truncation_fill='roulette')")
+        if int(p["strata"]) > 1:
+            return False, ("not guaranteed: position strata make the walks of a block "
+                           "depend on each other, and the confidence sequences need "
+                           "independent walks (use strata=1)")
         if not bound.anytime:
             return False, (f"not guaranteed: the {bound.name!r} bound is not an anytime "
                            "confidence sequence (use bound='betting')")

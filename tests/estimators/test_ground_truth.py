@@ -174,7 +174,7 @@ def test_auto_walks_whole_where_the_network_comes_back_to_life():
     from neuronshapley.estimators.truncation import Truncation
 
     rule = Truncation()  # dead: within 5% of |V(N) - V(empty)| of V(empty)
-    n, perm = 40, np.random.default_rng(0).permutation(40)
+    perm = np.random.default_rng(0).permutation(40)
 
     def by_count(profile):  # V depends on how many players are present
         return lambda masks: np.array([profile(int(c)) for c in masks.sum(1)], dtype=float)

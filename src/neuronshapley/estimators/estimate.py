@@ -50,7 +50,9 @@ def estimate(
             evaluation counts and the budget is never overshot), ``n_permutations``,
             ``max_time`` (s), ``confidence`` (0.95; per-player normal intervals), ``chunk``
             (coalitions per game call), ``strata`` (1: position-stratified blocks of walks),
-            ``control`` (None or ``"surrogate"``: a fitted control variate, scalar games).
+            ``permutations`` (``"random"``, or ``"sobol"``: walks along a scrambled Sobol
+            sequence, each walk still uniform), ``control`` (None or ``"surrogate"``: a
+            fitted control variate, scalar games).
             truncated and tmab: ``truncation_tolerance`` (0.05 of ``|V(N) - V(empty)|``),
             ``truncation_patience`` (3), ``truncation_fill`` ("zero", "share" or the
             unbiased "roulette") and ``truncation_keep`` (0.1).

@@ -9,10 +9,9 @@
   dead (neuron games), truncated walks with unbiased roulette fill; where it never goes dead,
   or comes back to life after it did (games that are not monotone), whole walks, since
   truncation would cut walks that still carry value (unless the budget pays for fewer than
-  10 whole walks). Beyond
-  the Sobol sequence's 21,201 players (or with ``permutations="random"``), position strata
-  sized to the walks the budget buys (about 6 walks per stratum, 1 to 8 strata). The pilot's
-  evaluations count against the budget.
+  10 whole walks). Beyond the Sobol sequence's 21,201 players (or with
+  ``permutations="random"``), position strata sized to the walks the budget buys (about 6
+  walks per stratum, 1 to 8 strata). The pilot's evaluations count against the budget.
 """
 
 from __future__ import annotations

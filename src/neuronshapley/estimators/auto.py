@@ -31,7 +31,7 @@ from neuronshapley.estimators.registry import make_estimator, method_options, re
 from neuronshapley.estimators.requests import BudgetSpent
 from neuronshapley.estimators.sampler import WalkSampler
 from neuronshapley.estimators.truncation import DeadNetwork, from_flat
-from neuronshapley.estimators.walks import call_game
+from neuronshapley.estimators.walks import call_game, step_masks
 
 PILOT_STREAM = 7919  # the pilot's generator: default_rng([seed, PILOT_STREAM])
 
@@ -167,9 +167,9 @@ def comes_back(game: Callable[[np.ndarray], np.ndarray], perm: np.ndarray, dead_
     steps = steps[(steps > dead_at) & (steps < n)]
     if steps.size == 0:
         return False
-    pos = np.empty(n, dtype=np.int64)
-    pos[perm] = np.arange(n)
-    values = call_game(game, pos[None, :] >= steps[:, None])  # the first s players removed
+    positions = np.empty(n, dtype=np.int64)
+    positions[perm] = np.arange(n)
+    values = call_game(game, step_masks(positions, steps))  # the first s players removed
     return bool((~rule.dead(values, v_null, np.abs(v_full - v_null))).any())
 
 
